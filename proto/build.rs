@@ -1,0 +1,20 @@
+//! Compiles `ferry/v1/*.proto` with protox (pure Rust), so no `protoc` is needed.
+use std::path::PathBuf;
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["ferry/v1/link.proto", "ferry/v1/fleet.proto"];
+    for f in &files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["."])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    // Served by gRPC server reflection.
+    std::fs::write(out.join("ferry_descriptor.bin"), fds.encode_to_vec())?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! The sandbox: a single-process stand-in for an OKD cluster with the Platform,
+//! speaking the real protocols (Kubernetes API, S3, Keycloak admin API) so
+//! that the agent's production code is what runs against it.
+#![forbid(unsafe_code)]
+
+pub mod k8s;
+pub mod keycloak;
+pub mod s3;

@@ -1,0 +1,2 @@
+//! Harness for end-to-end tests.
+#![forbid(unsafe_code)]
