@@ -1,0 +1,4 @@
+//! Harness shared by Ferry's tests: a throwaway PostgreSQL, bounded waits.
+#![forbid(unsafe_code)]
+
+pub mod pg;
