@@ -1,2 +1,15 @@
+//! The Ferry agent: runs inside one cluster, dials out to the coordinator,
+//! executes the commands it receives, once each, and reports results.
 #![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod exec;
+pub mod facts;
+pub mod ledger;
 pub mod load;
+pub mod session;
+
+pub use config::AgentConfig;
+pub use error::{Error, Result};
+pub use session::run;

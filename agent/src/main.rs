@@ -1,1 +1,40 @@
-fn main(){}
+//! `ferry-agent`: reads config, starts telemetry, runs the session loop until SIGTERM.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use ferry_agent::AgentConfig;
+use ferry_common::telemetry::{self, TelemetryConfig};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "ferry-agent",
+    version,
+    about = "Ferry's agent: runs in a cluster and dials out to the coordinator"
+)]
+struct Cli {
+    #[command(flatten)]
+    config: AgentConfig,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let _telemetry = telemetry::init(&TelemetryConfig {
+        service: "ferry-agent".into(),
+        log_format: cli.config.log_format,
+        otlp_endpoint: cli.config.otlp_endpoint.clone(),
+        default_filter: String::new(),
+    })?;
+    let shutdown = CancellationToken::new();
+    let mut agent = tokio::spawn(ferry_agent::run(cli.config, shutdown.clone()));
+    tokio::select! {
+        _ = ferry_common::signal::terminated() => {
+            tracing::info!("shutting down");
+            shutdown.cancel();
+            (&mut agent).await??;
+        }
+        ended = &mut agent => ended??,
+    }
+    Ok(())
+}

@@ -1,1 +1,16 @@
+//! The Ferry coordinator: holds the agents' sessions, serves the client API,
+//! keeps durable state, and (later) orchestrates migrations and relays data.
 #![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod fleet;
+pub mod link;
+pub mod server;
+pub mod store;
+
+pub use config::CoordinatorConfig;
+pub use error::{Error, Result};
+pub use server::{RunningCoordinator, start};

@@ -1,0 +1,108 @@
+//! The agent's configuration: flags with environment fallbacks.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ferry_common::pb;
+use ferry_common::telemetry::LogFormat;
+use ferry_common::tls::TlsPaths;
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..split]
+        .parse()
+        .map_err(|_| format!("bad duration {s:?}: use e.g. 500ms, 5s"))?;
+    match &s[split..] {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("bad duration unit in {s:?}: use ms, s or m")),
+    }
+}
+
+/// `name=version`
+fn parse_registry(s: &str) -> Result<pb::RegistryFacts, String> {
+    let (name, version) = s
+        .split_once('=')
+        .ok_or_else(|| format!("bad registry {s:?}: use name=version"))?;
+    Ok(pb::RegistryFacts {
+        name: name.into(),
+        version: version.into(),
+    })
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentConfig {
+    /// This agent's cluster id; must match its certificate (spiffe://ferry/cluster/<id>).
+    #[arg(long, env = "FERRY_CLUSTER_ID")]
+    pub cluster_id: String,
+    /// The coordinator, e.g. https://ferry.example.org:7443.
+    #[arg(
+        long,
+        env = "FERRY_COORDINATOR",
+        default_value = "https://127.0.0.1:7443"
+    )]
+    pub coordinator: String,
+    /// TLS server name to expect in the coordinator's certificate, if not the URL's host.
+    #[arg(long, env = "FERRY_COORDINATOR_NAME")]
+    pub coordinator_name: Option<String>,
+    /// Directory with `ca.pem`, `agent-<id>.pem`, `agent-<id>-key.pem`.
+    #[arg(long, env = "FERRY_PKI_DIR", default_value = "pki")]
+    pub pki_dir: PathBuf,
+    #[arg(long, env = "FERRY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, env = "FERRY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    #[arg(long, env = "FERRY_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Where the agent remembers executed commands across its own restarts.
+    /// Without it, it remembers them only while it runs.
+    #[arg(long, env = "FERRY_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// First reconnect wait; doubles up to `--backoff-cap`, with jitter.
+    #[arg(long, env = "FERRY_BACKOFF_BASE", default_value = "200ms", value_parser = parse_duration)]
+    pub backoff_base: Duration,
+    #[arg(long, env = "FERRY_BACKOFF_CAP", default_value = "30s", value_parser = parse_duration)]
+    pub backoff_cap: Duration,
+    /// Platform version reported when no cluster probe is configured.
+    #[arg(long, env = "FERRY_PLATFORM_VERSION", default_value = "")]
+    pub platform_version: String,
+    /// Registries reported when no cluster probe is configured, `name=version`.
+    #[arg(long = "registry", env = "FERRY_REGISTRIES", value_delimiter = ',', value_parser = parse_registry)]
+    pub registries: Vec<pb::RegistryFacts>,
+    #[arg(long, env = "FERRY_LOG_FORMAT", default_value = "human")]
+    pub log_format: LogFormat,
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+}
+
+impl AgentConfig {
+    pub fn tls_paths(&self) -> TlsPaths {
+        let d = TlsPaths::in_dir(&self.pki_dir, &format!("agent-{}", self.cluster_id));
+        TlsPaths {
+            cert: self.tls_cert.clone().unwrap_or(d.cert),
+            key: self.tls_key.clone().unwrap_or(d.key),
+            ca: self.tls_ca.clone().unwrap_or(d.ca),
+        }
+    }
+
+    /// A configuration for in-process use (demo, tests).
+    pub fn new(cluster_id: &str, coordinator: &str, pki_dir: PathBuf) -> Self {
+        Self {
+            cluster_id: cluster_id.into(),
+            coordinator: coordinator.into(),
+            coordinator_name: None,
+            pki_dir,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            state_dir: None,
+            backoff_base: Duration::from_millis(200),
+            backoff_cap: Duration::from_secs(5),
+            platform_version: String::new(),
+            registries: vec![],
+            log_format: LogFormat::Human,
+            otlp_endpoint: None,
+        }
+    }
+}

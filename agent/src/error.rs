@@ -1,0 +1,20 @@
+use std::path::PathBuf;
+
+/// Errors of the agent library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Connect(#[from] ferry_common::tls::ConnectError),
+    #[error("the coordinator refused the session: {0}")]
+    Refused(tonic::Status),
+    #[error("session with the coordinator ended: {0}")]
+    Stream(tonic::Status),
+    #[error("the coordinator closed the session")]
+    Closed,
+    #[error("agent state in {path}: {message}")]
+    State { path: PathBuf, message: String },
+    #[error("invalid agent configuration: {0}")]
+    Config(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,41 @@
+//! Executes one command. Executors never panic on what they are given: any
+//! failure becomes a `CommandError` result naming what failed.
+use std::time::Duration;
+
+use ferry_common::pb::{self, command_output::Kind as Out, command_spec::Kind};
+
+use crate::AgentConfig;
+use crate::facts::{CAPABILITIES, facts};
+
+/// The longest a `ping` may ask the agent to wait.
+const MAX_PING_DELAY: Duration = Duration::from_secs(600);
+
+pub async fn execute(config: &AgentConfig, command: pb::Command) -> pb::CommandResult {
+    let outcome = match command.spec.and_then(|s| s.kind) {
+        Some(Kind::Describe(_)) => Ok(Out::Describe(describe(config))),
+        Some(Kind::Ping(p)) => {
+            tokio::time::sleep(Duration::from_millis(p.delay_ms).min(MAX_PING_DELAY)).await;
+            Ok(Out::Ping(pb::PingOutput { payload: p.payload }))
+        }
+        None => Err("the command has no kind this agent knows; upgrade the agent".to_string()),
+    };
+    pb::CommandResult {
+        id: command.id,
+        outcome: Some(match outcome {
+            Ok(kind) => pb::command_result::Outcome::Output(pb::CommandOutput { kind: Some(kind) }),
+            Err(message) => pb::command_result::Outcome::Error(pb::CommandError { message }),
+        }),
+    }
+}
+
+pub fn describe(config: &AgentConfig) -> pb::DescribeOutput {
+    pb::DescribeOutput {
+        cluster_id: config.cluster_id.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        facts: Some(facts(config)),
+        capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+        hostname: hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    }
+}

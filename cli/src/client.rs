@@ -1,0 +1,142 @@
+//! The CLI's connection to the coordinator: mTLS with a client certificate.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use ferry_common::pb::{self, fleet_client::FleetClient};
+use ferry_common::tls::{self, ConnectError, TlsPaths};
+use tonic::transport::Channel;
+
+use crate::exit;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// The coordinator's address.
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_COORDINATOR",
+        default_value = "https://127.0.0.1:7443"
+    )]
+    pub coordinator: String,
+    /// TLS server name to expect in the coordinator's certificate, if not the URL's host.
+    #[arg(long, global = true, env = "FERRY_COORDINATOR_NAME")]
+    pub coordinator_name: Option<String>,
+    /// Directory with `ca.pem` and `client-<name>.pem`/`-key.pem`.
+    #[arg(long, global = true, env = "FERRY_PKI_DIR", default_value = "pki")]
+    pub pki_dir: PathBuf,
+    /// Which client certificate of the PKI directory to use.
+    #[arg(
+        long = "as",
+        global = true,
+        env = "FERRY_CLIENT",
+        default_value = "admin"
+    )]
+    pub client_name: String,
+    #[arg(long, global = true, env = "FERRY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, global = true, env = "FERRY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    #[arg(long, global = true, env = "FERRY_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    pub fn tls_paths(&self) -> TlsPaths {
+        let d = TlsPaths::in_dir(&self.pki_dir, &format!("client-{}", self.client_name));
+        TlsPaths {
+            cert: self.tls_cert.clone().unwrap_or(d.cert),
+            key: self.tls_key.clone().unwrap_or(d.key),
+            ca: self.tls_ca.clone().unwrap_or(d.ca),
+        }
+    }
+
+    pub async fn channel(&self) -> Result<Channel, ConnectError> {
+        tls::connect(
+            &self.coordinator,
+            &self.tls_paths(),
+            self.coordinator_name.as_deref(),
+            Duration::from_secs(10),
+        )
+        .await
+    }
+
+    pub async fn fleet(&self) -> anyhow::Result<FleetClient<Channel>> {
+        Ok(FleetClient::new(self.channel().await?))
+    }
+}
+
+/// Waits for a command to finish, riding out a coordinator restart: the
+/// command is durable there, so the wait is simply asked again.
+pub async fn wait_command(
+    args: &ClientArgs,
+    command_id: &str,
+    timeout: Duration,
+) -> anyhow::Result<pb::CommandStatus> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last: Option<pb::CommandStatus> = None;
+    loop {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if remaining.is_zero() {
+            return last.ok_or_else(|| anyhow::anyhow!("timed out waiting for command {command_id}: the coordinator could not be reached"));
+        }
+        let attempt = async {
+            let mut fleet = args.fleet().await?;
+            let status = fleet
+                .wait_command(pb::WaitCommandRequest {
+                    command_id: command_id.to_string(),
+                    timeout_ms: remaining.min(Duration::from_secs(30)).as_millis() as u64,
+                })
+                .await?
+                .into_inner();
+            anyhow::Ok(status)
+        };
+        match attempt.await {
+            Ok(status) => {
+                if matches!(
+                    pb::CommandState::try_from(status.state),
+                    Ok(pb::CommandState::Succeeded | pb::CommandState::Failed)
+                ) {
+                    return Ok(status);
+                }
+                last = Some(status);
+            }
+            Err(e) if is_transient(&e) => {
+                tracing::debug!(error = %e, "coordinator unreachable; retrying");
+                tokio::time::sleep(Duration::from_millis(300).min(remaining)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("waiting for command {command_id}")),
+        }
+    }
+}
+
+fn is_transient(e: &anyhow::Error) -> bool {
+    if let Some(ConnectError::Connect { .. }) = e.downcast_ref::<ConnectError>() {
+        return true;
+    }
+    e.downcast_ref::<tonic::Status>().is_some_and(|s| {
+        matches!(
+            s.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+        )
+    })
+}
+
+/// Maps an error to the documented exit codes.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(status) = cause.downcast_ref::<tonic::Status>() {
+            return match status.code() {
+                tonic::Code::PermissionDenied
+                | tonic::Code::Unauthenticated
+                | tonic::Code::FailedPrecondition => exit::REFUSED,
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => exit::UNAVAILABLE,
+                _ => exit::FAILED,
+            };
+        }
+        if let Some(ConnectError::Connect { .. }) = cause.downcast_ref::<ConnectError>() {
+            return exit::UNAVAILABLE;
+        }
+    }
+    exit::FAILED
+}

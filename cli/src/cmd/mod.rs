@@ -1,0 +1,4 @@
+pub mod agents;
+pub mod commands;
+pub mod demo;
+pub mod pki;

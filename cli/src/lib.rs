@@ -1,0 +1,78 @@
+//! The `ferry` command line. Each subcommand lives in `cmd/`; they share the
+//! connection to the coordinator (`client`) and the output forms (`output`).
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod cmd;
+pub mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use client::ClientArgs;
+pub use output::OutputFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Move a registry between isolated OKD clusters, and load data into it"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Output: a table for people, or JSON for scripts.
+    #[arg(short = 'o', long = "output", global = true, default_value = "table")]
+    pub output: OutputFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole job on an embedded sandbox: coordinator, two clusters, their agents.
+    Demo(cmd::demo::DemoArgs),
+    /// Make certificates for demos and tests.
+    #[command(subcommand)]
+    Pki(cmd::pki::PkiCommand),
+    /// List the agents the coordinator knows, or forget one.
+    Agents(cmd::agents::AgentsArgs),
+    /// Ask a cluster's agent what it sees of its cluster.
+    Describe(cmd::commands::DescribeArgs),
+    /// Check the link to an agent with a round trip (optionally delayed).
+    Ping(cmd::commands::PingArgs),
+    /// Inspect a command sent to an agent.
+    #[command(subcommand)]
+    Command(cmd::commands::CommandCommand),
+}
+
+/// Exit codes scripts can rely on.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// Something failed (a command's error, a call refused by the coordinator).
+    pub const FAILED: u8 = 1;
+    /// The request was refused: not allowed, or a precondition does not hold.
+    pub const REFUSED: u8 = 3;
+    /// The coordinator could not be reached, or waiting ran out of time.
+    pub const UNAVAILABLE: u8 = 4;
+}
+
+/// Runs one invocation and maps its outcome to an exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Demo(args) => cmd::demo::run(args, cli.output).await,
+        Command::Pki(c) => cmd::pki::run(c),
+        Command::Agents(a) => cmd::agents::run(&cli.client, a, cli.output).await,
+        Command::Describe(a) => cmd::commands::describe(&cli.client, a, cli.output).await,
+        Command::Ping(a) => cmd::commands::ping(&cli.client, a, cli.output).await,
+        Command::Command(c) => cmd::commands::command(&cli.client, c, cli.output).await,
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("ferry: {e:#}");
+            ExitCode::from(client::exit_code(&e))
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Output for people (tables) and for scripts (JSON, one object per call).
+use ferry_common::pb;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// Left-aligned columns, two spaces apart.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        out.push('\n');
+        out.push_str(&line(row.clone()));
+    }
+    out
+}
+
+pub fn agent_state(state: i32) -> &'static str {
+    match pb::AgentState::try_from(state) {
+        Ok(pb::AgentState::Connected) => "connected",
+        Ok(pb::AgentState::Disconnected) => "disconnected",
+        Ok(pb::AgentState::Lost) => "lost",
+        _ => "unknown",
+    }
+}
+
+pub fn command_state(state: i32) -> &'static str {
+    match pb::CommandState::try_from(state) {
+        Ok(pb::CommandState::Pending) => "pending",
+        Ok(pb::CommandState::Running) => "running",
+        Ok(pb::CommandState::Succeeded) => "succeeded",
+        Ok(pb::CommandState::Failed) => "failed",
+        _ => "unknown",
+    }
+}
+
+pub fn facts_json(f: Option<&pb::ClusterFacts>) -> Value {
+    let f = f.cloned().unwrap_or_default();
+    json!({
+        "platform_version": f.platform_version,
+        "registries": f.registries.iter().map(|r| json!({"name": r.name, "version": r.version})).collect::<Vec<_>>(),
+    })
+}
+
+pub fn agent_json(a: &pb::AgentInfo) -> Value {
+    json!({
+        "cluster_id": a.cluster_id,
+        "state": agent_state(a.state),
+        "agent_version": a.agent_version,
+        "facts": facts_json(a.facts.as_ref()),
+        "capabilities": a.capabilities,
+        "last_seen_unix_ms": a.last_seen_unix_ms,
+        "connected_since_unix_ms": a.connected_since_unix_ms,
+        "session_id": a.session_id,
+        "peer_address": a.peer_address,
+    })
+}
+
+pub fn describe_json(d: &pb::DescribeOutput) -> Value {
+    json!({
+        "cluster_id": d.cluster_id,
+        "agent_version": d.agent_version,
+        "hostname": d.hostname,
+        "facts": facts_json(d.facts.as_ref()),
+        "capabilities": d.capabilities,
+    })
+}
+
+pub fn command_json(c: &pb::CommandStatus) -> Value {
+    let result = match c.result.as_ref().and_then(|r| r.outcome.as_ref()) {
+        Some(pb::command_result::Outcome::Output(o)) => match &o.kind {
+            Some(pb::command_output::Kind::Describe(d)) => json!({"describe": describe_json(d)}),
+            Some(pb::command_output::Kind::Ping(p)) => json!({"ping": {"payload": p.payload}}),
+            None => Value::Null,
+        },
+        Some(pb::command_result::Outcome::Error(e)) => json!({"error": e.message}),
+        None => Value::Null,
+    };
+    json!({
+        "command_id": c.command_id,
+        "cluster_id": c.cluster_id,
+        "state": command_state(c.state),
+        "submitted_by": c.submitted_by,
+        "submitted_at_unix_ms": c.submitted_at_unix_ms,
+        "finished_at_unix_ms": c.finished_at_unix_ms,
+        "deliveries": c.deliveries,
+        "result": result,
+    })
+}
+
+pub fn print_json(v: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_aligns_columns() {
+        let t = super::table(&["A", "LONGER"], &[vec!["xyz".into(), "1".into()]]);
+        assert_eq!(t, "A    LONGER\nxyz  1");
+    }
+}

@@ -1,0 +1,126 @@
+//! One `init` for every Ferry binary: an env filter (`RUST_LOG`, default
+//! `info`), human or JSON logs on stderr, and OpenTelemetry export over OTLP
+//! (traces and metrics) when an endpoint is configured.
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "human" | "text" => Ok(LogFormat::Human),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("unknown log format {other:?}: use human or json")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryConfig {
+    /// `service.name` of exported telemetry.
+    pub service: String,
+    pub log_format: LogFormat,
+    /// An OTLP/gRPC endpoint such as `http://otel-collector:4317`.
+    pub otlp_endpoint: Option<String>,
+    /// Filter used when `RUST_LOG` is not set; `info` when empty.
+    pub default_filter: String,
+}
+
+/// Flushes exporters when dropped; keep it alive for the life of `main`.
+#[must_use]
+pub struct TelemetryGuard {
+    tracer: Option<SdkTracerProvider>,
+    meter: Option<SdkMeterProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(t) = self.tracer.take() {
+            let _ = t.shutdown();
+        }
+        if let Some(m) = self.meter.take() {
+            let _ = m.shutdown();
+        }
+    }
+}
+
+pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(if config.default_filter.is_empty() {
+            "info"
+        } else {
+            &config.default_filter
+        })
+    });
+    let fmt = match config.log_format {
+        LogFormat::Human => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    let mut guard = TelemetryGuard {
+        tracer: None,
+        meter: None,
+    };
+    let otel = match &config.otlp_endpoint {
+        None => None,
+        Some(endpoint) => {
+            let resource = Resource::builder()
+                .with_service_name(config.service.clone())
+                .build();
+            let spans = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()
+                .map_err(|e| Error::Telemetry(format!("OTLP span exporter for {endpoint}: {e}")))?;
+            let tracer = SdkTracerProvider::builder()
+                .with_batch_exporter(spans)
+                .with_resource(resource.clone())
+                .build();
+            let metrics = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()
+                .map_err(|e| {
+                    Error::Telemetry(format!("OTLP metric exporter for {endpoint}: {e}"))
+                })?;
+            let meter = SdkMeterProvider::builder()
+                .with_periodic_exporter(metrics)
+                .with_resource(resource)
+                .build();
+            opentelemetry::global::set_meter_provider(meter.clone());
+            let layer =
+                tracing_opentelemetry::layer().with_tracer(tracer.tracer(config.service.clone()));
+            guard.tracer = Some(tracer);
+            guard.meter = Some(meter);
+            Some(layer)
+        }
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init()
+        .map_err(|e| Error::Telemetry(format!("a subscriber is already set: {e}")))?;
+    Ok(guard)
+}

@@ -1,0 +1,110 @@
+//! The coordinator's configuration: flags with environment fallbacks and
+//! defaults that work for the sandbox.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ferry_common::telemetry::LogFormat;
+use ferry_common::tls::TlsPaths;
+
+use crate::auth::RoleBinding;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CoordinatorConfig {
+    /// Address to listen on for agents and clients (mTLS gRPC).
+    #[arg(long, env = "FERRY_LISTEN", default_value = "127.0.0.1:7443")]
+    pub listen: SocketAddr,
+    /// Directory with `ca.pem`, `coordinator.pem`, `coordinator-key.pem` (as `ferry pki init` writes).
+    #[arg(long, env = "FERRY_PKI_DIR", default_value = "pki")]
+    pub pki_dir: PathBuf,
+    /// Server certificate; defaults to `<pki-dir>/coordinator.pem`.
+    #[arg(long, env = "FERRY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Server key; defaults to `<pki-dir>/coordinator-key.pem`.
+    #[arg(long, env = "FERRY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA that issued agents' and clients' certificates; defaults to `<pki-dir>/ca.pem`.
+    #[arg(long, env = "FERRY_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Directory of the durable state (embedded database).
+    #[arg(long, env = "FERRY_DATA_DIR", default_value = "ferry-data")]
+    pub data_dir: PathBuf,
+    /// Client roles, `name=viewer|operator|admin`, comma separated or repeated.
+    #[arg(long = "role", env = "FERRY_ROLES", value_delimiter = ',')]
+    pub roles: Vec<RoleBinding>,
+    /// How often agents send heartbeats.
+    #[arg(long, env = "FERRY_HEARTBEAT", default_value = "5s", value_parser = parse_duration)]
+    pub heartbeat: Duration,
+    /// A connected agent silent for this long is reported lost.
+    #[arg(long, env = "FERRY_LOST_AFTER", default_value = "30s", value_parser = parse_duration)]
+    pub lost_after: Duration,
+    /// On SIGTERM, how long sessions and calls may drain before the process exits.
+    #[arg(long, env = "FERRY_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub grace: Duration,
+    #[arg(long, env = "FERRY_LOG_FORMAT", default_value = "human")]
+    pub log_format: LogFormat,
+    /// OTLP/gRPC endpoint for traces and metrics, e.g. http://otel-collector:4317.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+}
+
+impl CoordinatorConfig {
+    pub fn tls_paths(&self) -> TlsPaths {
+        let d = TlsPaths::in_dir(&self.pki_dir, "coordinator");
+        TlsPaths {
+            cert: self.tls_cert.clone().unwrap_or(d.cert),
+            key: self.tls_key.clone().unwrap_or(d.key),
+            ca: self.tls_ca.clone().unwrap_or(d.ca),
+        }
+    }
+
+    /// A configuration for in-process use (demo, tests).
+    pub fn for_dirs(pki_dir: PathBuf, data_dir: PathBuf, roles: Vec<RoleBinding>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            pki_dir,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            data_dir,
+            roles,
+            heartbeat: Duration::from_secs(5),
+            lost_after: Duration::from_secs(30),
+            grace: Duration::from_secs(5),
+            log_format: LogFormat::Human,
+            otlp_endpoint: None,
+        }
+    }
+}
+
+/// `500ms`, `5s`, `2m`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {s:?}: use e.g. 500ms, 5s, 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("bad duration unit in {s:?}: use ms, s, m or h")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("ms").is_err());
+    }
+}

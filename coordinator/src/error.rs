@@ -1,0 +1,44 @@
+use std::path::PathBuf;
+
+/// Errors of the coordinator library. Each maps to one gRPC status in `From`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "state store {path}: {message}; if the coordinator crashed, restart it; if the file is corrupt, restore it from backup"
+    )]
+    Store { path: PathBuf, message: String },
+    #[error("stored record {key} is unreadable: {message}")]
+    Corrupt { key: String, message: String },
+    #[error(transparent)]
+    Common(#[from] ferry_common::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("no agent of cluster {0} is known; check `ferry agents`")]
+    UnknownAgent(String),
+    #[error("agent of cluster {0} is connected; only a disconnected agent can be forgotten")]
+    AgentConnected(String),
+    #[error("no command {0}")]
+    UnknownCommand(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        let message = e.to_string();
+        match e {
+            Error::UnknownAgent(_) | Error::UnknownCommand(_) => tonic::Status::not_found(message),
+            Error::AgentConnected(_) => tonic::Status::failed_precondition(message),
+            Error::Invalid(_) => tonic::Status::invalid_argument(message),
+            Error::Store { .. }
+            | Error::Corrupt { .. }
+            | Error::Common(_)
+            | Error::Listen { .. } => tonic::Status::internal(message),
+        }
+    }
+}

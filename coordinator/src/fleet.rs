@@ -1,0 +1,355 @@
+//! The fleet: every agent the coordinator knows, its live session if any, and
+//! the commands sent to it.
+//!
+//! Delivery is at least once: a command is stored before it is sent, and
+//! every command not finished is sent again when its agent (re)registers,
+//! unless the agent says it is still executing it. The agent executes an id
+//! at most once, so the pair gives exactly-once execution.
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ferry_common::pb::{self, coordinator_message::Msg as Down};
+use ferry_common::time::unix_ms;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use crate::store::{Store, is_finished};
+use crate::{Error, Result};
+
+pub type Outbound = mpsc::Sender<Result<pb::CoordinatorMessage, Status>>;
+
+struct Session {
+    id: String,
+    tx: Outbound,
+    cancel: CancellationToken,
+    last_seen: Instant,
+    last_seen_unix_ms: u64,
+    connected_since_unix_ms: u64,
+    peer: SocketAddr,
+}
+
+pub struct Fleet {
+    store: Store,
+    heartbeat: Duration,
+    lost_after: Duration,
+    sessions: Mutex<HashMap<String, Session>>,
+    completed: broadcast::Sender<String>,
+    shutdown: CancellationToken,
+}
+
+/// What `open_session` hands the stream handler.
+pub struct OpenedSession {
+    pub session_id: String,
+    /// Replies (acknowledgements) go out on the same stream as commands.
+    pub tx: Outbound,
+    pub rx: mpsc::Receiver<Result<pb::CoordinatorMessage, Status>>,
+    pub cancel: CancellationToken,
+}
+
+impl Fleet {
+    pub fn new(
+        store: Store,
+        heartbeat: Duration,
+        lost_after: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (completed, _) = broadcast::channel(1024);
+        Self {
+            store,
+            heartbeat,
+            lost_after,
+            sessions: Mutex::new(HashMap::new()),
+            completed,
+            shutdown,
+        }
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        match self.sessions.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Registers an agent whose identity the handshake already checked,
+    /// replacing any older session of the same cluster, then resyncs.
+    pub async fn open_session(
+        &self,
+        register: pb::Register,
+        peer: SocketAddr,
+    ) -> Result<OpenedSession> {
+        let cluster = register.cluster_id.clone();
+        let (tx, rx) = mpsc::channel(256);
+        let session_id = new_id();
+        let cancel = self.shutdown.child_token();
+        let now = unix_ms();
+        let info = pb::AgentInfo {
+            cluster_id: cluster.clone(),
+            state: pb::AgentState::Connected as i32,
+            agent_version: register.agent_version.clone(),
+            facts: register.facts.clone(),
+            capabilities: register.capabilities.clone(),
+            last_seen_unix_ms: now,
+            connected_since_unix_ms: now,
+            session_id: session_id.clone(),
+            peer_address: peer.to_string(),
+        };
+        self.store.put_agent(&info)?;
+        let old = self.sessions().insert(
+            cluster.clone(),
+            Session {
+                id: session_id.clone(),
+                tx: tx.clone(),
+                cancel: cancel.clone(),
+                last_seen: Instant::now(),
+                last_seen_unix_ms: now,
+                connected_since_unix_ms: now,
+                peer,
+            },
+        );
+        if let Some(old) = old {
+            tracing::info!(%cluster, old_session = %old.id, "agent reconnected; closing its previous session");
+            old.cancel.cancel();
+        }
+        let registered = pb::Registered {
+            session_id: session_id.clone(),
+            heartbeat_interval_ms: self.heartbeat.as_millis() as u64 as u32,
+        };
+        let _ = tx.send(Ok(down(Down::Registered(registered)))).await;
+
+        // Resync, part 1: results the agent finished while we were apart.
+        for result in register.unacked_results {
+            let id = result.id.clone();
+            self.complete(&cluster, result)?;
+            let _ = tx
+                .send(Ok(down(Down::ResultAck(pb::ResultAck { id }))))
+                .await;
+        }
+        // Part 2: what we owe the agent. In-flight work is left alone.
+        for mut status in self.store.open_commands(&cluster)? {
+            if register.in_flight.contains(&status.command_id) {
+                if status.state != pb::CommandState::Running as i32 {
+                    status.state = pb::CommandState::Running as i32;
+                    self.store.update_command(&status)?;
+                }
+            } else {
+                self.deliver(&tx, &mut status).await?;
+            }
+        }
+        tracing::info!(%cluster, %session_id, %peer, "agent registered");
+        Ok(OpenedSession {
+            session_id,
+            tx,
+            rx,
+            cancel,
+        })
+    }
+
+    /// Ends a session if it is still the cluster's current one.
+    pub fn close_session(&self, cluster: &str, session_id: &str) {
+        let removed = {
+            let mut sessions = self.sessions();
+            match sessions.get(cluster) {
+                Some(s) if s.id == session_id => sessions.remove(cluster),
+                _ => None,
+            }
+        };
+        if let Some(s) = removed {
+            s.cancel.cancel();
+            if let Ok(Some(mut info)) = self.agent_record(cluster) {
+                info.last_seen_unix_ms = s.last_seen_unix_ms;
+                info.state = pb::AgentState::Disconnected as i32;
+                info.session_id.clear();
+                if let Err(e) = self.store.put_agent(&info) {
+                    tracing::warn!(%cluster, error = %e, "cannot record agent disconnect");
+                }
+            }
+            tracing::info!(%cluster, %session_id, "agent session closed");
+        }
+    }
+
+    pub fn touch(&self, cluster: &str, session_id: &str) {
+        if let Some(s) = self.sessions().get_mut(cluster) {
+            if s.id == session_id {
+                s.last_seen = Instant::now();
+                s.last_seen_unix_ms = unix_ms();
+            }
+        }
+    }
+
+    fn agent_record(&self, cluster: &str) -> Result<Option<pb::AgentInfo>> {
+        Ok(self
+            .store
+            .agents()?
+            .into_iter()
+            .find(|a| a.cluster_id == cluster))
+    }
+
+    /// Every known agent with its live state.
+    pub fn agents(&self) -> Result<Vec<pb::AgentInfo>> {
+        let mut agents = self.store.agents()?;
+        let sessions = self.sessions();
+        for a in &mut agents {
+            match sessions.get(&a.cluster_id) {
+                Some(s) => {
+                    a.state = if s.last_seen.elapsed() > self.lost_after {
+                        pb::AgentState::Lost
+                    } else {
+                        pb::AgentState::Connected
+                    } as i32;
+                    a.last_seen_unix_ms = s.last_seen_unix_ms;
+                    a.connected_since_unix_ms = s.connected_since_unix_ms;
+                    a.session_id = s.id.clone();
+                    a.peer_address = s.peer.to_string();
+                }
+                None => {
+                    a.state = pb::AgentState::Disconnected as i32;
+                    a.session_id.clear();
+                }
+            }
+        }
+        agents.sort_by(|x, y| x.cluster_id.cmp(&y.cluster_id));
+        Ok(agents)
+    }
+
+    pub fn agent(&self, cluster: &str) -> Result<pb::AgentInfo> {
+        self.agents()?
+            .into_iter()
+            .find(|a| a.cluster_id == cluster)
+            .ok_or_else(|| Error::UnknownAgent(cluster.to_string()))
+    }
+
+    pub fn forget(&self, cluster: &str) -> Result<()> {
+        if self.sessions().contains_key(cluster) {
+            return Err(Error::AgentConnected(cluster.to_string()));
+        }
+        if !self.store.delete_agent(cluster)? {
+            return Err(Error::UnknownAgent(cluster.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Stores a command and sends it if its agent is connected. The same
+    /// `request_id` from the same client returns the first command.
+    pub async fn submit(
+        &self,
+        cluster: &str,
+        spec: pb::CommandSpec,
+        request_id: &str,
+        by: &str,
+    ) -> Result<pb::CommandStatus> {
+        if spec.kind.is_none() {
+            return Err(Error::Invalid("command spec has no kind".into()));
+        }
+        let request_key = (!request_id.is_empty()).then(|| format!("{by}/{request_id}"));
+        if let Some(key) = &request_key {
+            if let Some(existing) = self.store.command_for_request(key)? {
+                return Ok(existing);
+            }
+        }
+        if self.agent_record(cluster)?.is_none() {
+            return Err(Error::UnknownAgent(cluster.to_string()));
+        }
+        let mut status = pb::CommandStatus {
+            command_id: new_id(),
+            cluster_id: cluster.to_string(),
+            spec: Some(spec),
+            state: pb::CommandState::Pending as i32,
+            submitted_by: by.to_string(),
+            submitted_at_unix_ms: unix_ms(),
+            ..Default::default()
+        };
+        self.store.insert_command(&status, request_key.as_deref())?;
+        tracing::info!(command_id = %status.command_id, %cluster, submitted_by = %by, "command stored");
+        let tx = self.sessions().get(cluster).map(|s| s.tx.clone());
+        if let Some(tx) = tx {
+            self.deliver(&tx, &mut status).await?;
+        }
+        Ok(status)
+    }
+
+    async fn deliver(&self, tx: &Outbound, status: &mut pb::CommandStatus) -> Result<()> {
+        status.deliveries += 1;
+        self.store.update_command(status)?;
+        let command = pb::Command {
+            id: status.command_id.clone(),
+            spec: status.spec.clone(),
+        };
+        if tx.send(Ok(down(Down::Command(command)))).await.is_err() {
+            tracing::debug!(command_id = %status.command_id, "session gone before delivery; will resend on reconnect");
+        }
+        Ok(())
+    }
+
+    pub fn accepted(&self, cluster: &str, id: &str) -> Result<()> {
+        if let Some(mut status) = self.store.command(id)? {
+            if status.cluster_id == cluster && status.state == pb::CommandState::Pending as i32 {
+                status.state = pb::CommandState::Running as i32;
+                self.store.update_command(&status)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a result once; repeats and strangers' results change nothing.
+    pub fn complete(&self, cluster: &str, result: pb::CommandResult) -> Result<()> {
+        let Some(mut status) = self.store.command(&result.id)? else {
+            tracing::warn!(%cluster, command_id = %result.id, "result for an unknown command ignored");
+            return Ok(());
+        };
+        if status.cluster_id != cluster {
+            tracing::warn!(%cluster, command_id = %result.id, owner = %status.cluster_id, "result from the wrong cluster ignored");
+            return Ok(());
+        }
+        if is_finished(&status) {
+            return Ok(());
+        }
+        status.state = match &result.outcome {
+            Some(pb::command_result::Outcome::Output(_)) => pb::CommandState::Succeeded,
+            _ => pb::CommandState::Failed,
+        } as i32;
+        status.finished_at_unix_ms = unix_ms();
+        status.result = Some(result);
+        self.store.update_command(&status)?;
+        tracing::info!(command_id = %status.command_id, %cluster, state = ?status.state(), "command finished");
+        let _ = self.completed.send(status.command_id.clone());
+        Ok(())
+    }
+
+    pub fn command(&self, id: &str) -> Result<pb::CommandStatus> {
+        self.store
+            .command(id)?
+            .ok_or_else(|| Error::UnknownCommand(id.to_string()))
+    }
+
+    /// The command's status once finished, or as it is when `timeout` ends.
+    pub async fn wait(&self, id: &str, timeout: Duration) -> Result<pb::CommandStatus> {
+        let mut done = self.completed.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let status = self.command(id)?;
+            if is_finished(&status) {
+                return Ok(status);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return Ok(status),
+                _ = self.shutdown.cancelled() => return Ok(status),
+                // Lagged or a different id: look again.
+                _ = done.recv() => {}
+            }
+        }
+    }
+}
+
+fn down(msg: Down) -> pb::CoordinatorMessage {
+    pb::CoordinatorMessage { msg: Some(msg) }
+}
+
+/// 128 random bits, hex.
+pub fn new_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

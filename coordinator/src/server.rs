@@ -1,0 +1,96 @@
+//! Builds and runs the coordinator: one mTLS listener serving the agent link,
+//! the client API, gRPC health and server reflection.
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ferry_common::pb::{agent_link_server::AgentLinkServer, fleet_server::FleetServer};
+use ferry_common::tls::{ReloadingServerConfig, incoming};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::FleetApi;
+use crate::auth::Authorizer;
+use crate::fleet::Fleet;
+use crate::link::LinkService;
+use crate::store::Store;
+use crate::{CoordinatorConfig, Error, Result};
+
+pub struct RunningCoordinator {
+    pub addr: SocketAddr,
+    pub fleet: Arc<Fleet>,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+    grace: std::time::Duration,
+}
+
+impl RunningCoordinator {
+    /// `https://127.0.0.1:<port>` style URL of the listener.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Ordered shutdown: stop accepting, end agent sessions (they redial
+    /// elsewhere), let calls in progress drain within the grace period.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        if tokio::time::timeout(self.grace, self.task).await.is_err() {
+            tracing::warn!(grace = ?self.grace, "calls still running at the end of the grace period; exiting anyway");
+        }
+    }
+}
+
+pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
+    let tls = Arc::new(ReloadingServerConfig::new(config.tls_paths())?);
+    let store = Store::open(&config.data_dir)?;
+    let shutdown = CancellationToken::new();
+    let fleet = Arc::new(Fleet::new(
+        store,
+        config.heartbeat,
+        config.lost_after,
+        shutdown.child_token(),
+    ));
+    let auth = Arc::new(Authorizer::new(&config.roles));
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: config.listen.to_string(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Listen {
+        addr: config.listen.to_string(),
+        source,
+    })?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<AgentLinkServer<LinkService>>().await;
+    health.set_serving::<FleetServer<FleetApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ferry_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Invalid(format!("reflection descriptors: {e}")))?;
+
+    let router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(AgentLinkServer::new(LinkService::new(fleet.clone())))
+        .add_service(FleetServer::new(FleetApi::new(fleet.clone(), auth)));
+    let conns = incoming(listener, tls, shutdown.child_token());
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(conns, stop.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "coordinator server failed");
+        }
+    });
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "coordinator listening");
+    Ok(RunningCoordinator {
+        addr,
+        fleet,
+        shutdown,
+        task,
+        grace: config.grace,
+    })
+}

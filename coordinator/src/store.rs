@@ -1,0 +1,249 @@
+//! Durable state in an embedded database (redb) under the data directory.
+//! Records are the contract's own messages, prost-encoded, so what is stored
+//! is exactly what the API returns.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ferry_common::pb;
+use prost::Message;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::{Error, Result};
+
+/// command id → `CommandStatus`
+const COMMANDS: TableDefinition<&str, &[u8]> = TableDefinition::new("commands");
+/// command id → cluster id, for commands not finished yet
+const OPEN_COMMANDS: TableDefinition<&str, &str> = TableDefinition::new("open_commands");
+/// `<client>/<request id>` → command id
+const REQUESTS: TableDefinition<&str, &str> = TableDefinition::new("command_requests");
+/// cluster id → last known `AgentInfo`
+const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl Store {
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        let path = data_dir.join("coordinator.redb");
+        std::fs::create_dir_all(data_dir).map_err(|e| Error::Store {
+            path: path.clone(),
+            message: format!("cannot create data directory: {e}"),
+        })?;
+        let db = Database::create(&path).map_err(|e| Error::Store {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let store = Self {
+            db: Arc::new(db),
+            path,
+        };
+        store.write(|tx| {
+            tx.open_table(COMMANDS)?;
+            tx.open_table(OPEN_COMMANDS)?;
+            tx.open_table(REQUESTS)?;
+            tx.open_table(AGENTS)?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> Error {
+        Error::Store {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let out = f(&tx).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        f(&tx).map_err(|e| self.err(e))
+    }
+
+    /// Stores a new command, remembering the client's request id if it gave one.
+    pub fn insert_command(
+        &self,
+        status: &pb::CommandStatus,
+        request_key: Option<&str>,
+    ) -> Result<()> {
+        let bytes = status.encode_to_vec();
+        self.write(|tx| {
+            tx.open_table(COMMANDS)?
+                .insert(status.command_id.as_str(), bytes.as_slice())?;
+            tx.open_table(OPEN_COMMANDS)?
+                .insert(status.command_id.as_str(), status.cluster_id.as_str())?;
+            if let Some(key) = request_key {
+                tx.open_table(REQUESTS)?
+                    .insert(key, status.command_id.as_str())?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn command_for_request(&self, request_key: &str) -> Result<Option<pb::CommandStatus>> {
+        let id = self.read(|tx| {
+            Ok(tx
+                .open_table(REQUESTS)?
+                .get(request_key)?
+                .map(|v| v.value().to_string()))
+        })?;
+        match id {
+            Some(id) => self.command(&id),
+            None => Ok(None),
+        }
+    }
+
+    pub fn command(&self, id: &str) -> Result<Option<pb::CommandStatus>> {
+        let bytes = self.read(|tx| {
+            Ok(tx
+                .open_table(COMMANDS)?
+                .get(id)?
+                .map(|v| v.value().to_vec()))
+        })?;
+        bytes.map(|b| decode(id, &b)).transpose()
+    }
+
+    /// Replaces a command's record; finished commands leave the open set.
+    pub fn update_command(&self, status: &pb::CommandStatus) -> Result<()> {
+        let bytes = status.encode_to_vec();
+        let finished = is_finished(status);
+        self.write(|tx| {
+            tx.open_table(COMMANDS)?
+                .insert(status.command_id.as_str(), bytes.as_slice())?;
+            let mut open = tx.open_table(OPEN_COMMANDS)?;
+            if finished {
+                open.remove(status.command_id.as_str())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Commands of a cluster that have not finished, oldest first.
+    pub fn open_commands(&self, cluster: &str) -> Result<Vec<pb::CommandStatus>> {
+        let ids = self.read(|tx| {
+            let open = tx.open_table(OPEN_COMMANDS)?;
+            let mut ids = vec![];
+            for entry in open.iter()? {
+                let (id, c) = entry?;
+                if c.value() == cluster {
+                    ids.push(id.value().to_string());
+                }
+            }
+            Ok(ids)
+        })?;
+        let mut out = vec![];
+        for id in ids {
+            if let Some(c) = self.command(&id)? {
+                out.push(c);
+            }
+        }
+        out.sort_by_key(|c| c.submitted_at_unix_ms);
+        Ok(out)
+    }
+
+    pub fn put_agent(&self, info: &pb::AgentInfo) -> Result<()> {
+        let bytes = info.encode_to_vec();
+        self.write(|tx| {
+            tx.open_table(AGENTS)?
+                .insert(info.cluster_id.as_str(), bytes.as_slice())?;
+            Ok(())
+        })
+    }
+
+    pub fn agents(&self) -> Result<Vec<pb::AgentInfo>> {
+        let rows = self.read(|tx| {
+            let t = tx.open_table(AGENTS)?;
+            let mut rows = vec![];
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                rows.push((k.value().to_string(), v.value().to_vec()));
+            }
+            Ok(rows)
+        })?;
+        rows.iter().map(|(k, v)| decode(k, v)).collect()
+    }
+
+    pub fn delete_agent(&self, cluster: &str) -> Result<bool> {
+        self.write(|tx| Ok(tx.open_table(AGENTS)?.remove(cluster)?.is_some()))
+    }
+}
+
+pub fn is_finished(status: &pb::CommandStatus) -> bool {
+    matches!(
+        pb::CommandState::try_from(status.state),
+        Ok(pb::CommandState::Succeeded | pb::CommandState::Failed)
+    )
+}
+
+fn decode<M: Message + Default>(key: &str, bytes: &[u8]) -> Result<M> {
+    M::decode(bytes).map_err(|e| Error::Corrupt {
+        key: key.to_string(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(id: &str, cluster: &str, at: u64) -> pb::CommandStatus {
+        pb::CommandStatus {
+            command_id: id.into(),
+            cluster_id: cluster.into(),
+            state: pb::CommandState::Pending as i32,
+            submitted_at_unix_ms: at,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn commands_survive_reopen_and_leave_the_open_set_when_finished() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        {
+            let store = Store::open(dir.path())?;
+            store.insert_command(&command("c2", "a", 2), Some("admin/r1"))?;
+            store.insert_command(&command("c1", "a", 1), None)?;
+            store.insert_command(&command("c3", "b", 3), None)?;
+        }
+        let store = Store::open(dir.path())?;
+        let open: Vec<_> = store
+            .open_commands("a")?
+            .into_iter()
+            .map(|c| c.command_id)
+            .collect();
+        assert_eq!(open, ["c1", "c2"]);
+        assert_eq!(
+            store.command_for_request("admin/r1")?.map(|c| c.command_id),
+            Some("c2".into())
+        );
+        let mut done = command("c1", "a", 1);
+        done.state = pb::CommandState::Succeeded as i32;
+        store.update_command(&done)?;
+        let open: Vec<_> = store
+            .open_commands("a")?
+            .into_iter()
+            .map(|c| c.command_id)
+            .collect();
+        assert_eq!(open, ["c2"]);
+        assert_eq!(
+            store.command("c1")?.map(|c| c.state),
+            Some(pb::CommandState::Succeeded as i32)
+        );
+        Ok(())
+    }
+}
