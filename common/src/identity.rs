@@ -53,14 +53,13 @@ impl Identity {
             .ok_or_else(|| Error::Identity("no subjectAltName extension".into()))?;
         let mut found = None;
         for name in &san.value.general_names {
-            if let GeneralName::URI(uri) = name {
-                if let Some(id) = Identity::parse_uri(uri) {
-                    if found.replace(id).is_some() {
-                        return Err(Error::Identity(
-                            "more than one spiffe://ferry/ URI SAN".into(),
-                        ));
-                    }
-                }
+            if let GeneralName::URI(uri) = name
+                && let Some(id) = Identity::parse_uri(uri)
+                && found.replace(id).is_some()
+            {
+                return Err(Error::Identity(
+                    "more than one spiffe://ferry/ URI SAN".into(),
+                ));
             }
         }
         found.ok_or_else(|| {

@@ -172,11 +172,11 @@ impl Fleet {
     }
 
     pub fn touch(&self, cluster: &str, session_id: &str) {
-        if let Some(s) = self.sessions().get_mut(cluster) {
-            if s.id == session_id {
-                s.last_seen = Instant::now();
-                s.last_seen_unix_ms = unix_ms();
-            }
+        if let Some(s) = self.sessions().get_mut(cluster)
+            && s.id == session_id
+        {
+            s.last_seen = Instant::now();
+            s.last_seen_unix_ms = unix_ms();
         }
     }
 
@@ -245,10 +245,10 @@ impl Fleet {
             return Err(Error::Invalid("command spec has no kind".into()));
         }
         let request_key = (!request_id.is_empty()).then(|| format!("{by}/{request_id}"));
-        if let Some(key) = &request_key {
-            if let Some(existing) = self.store.command_for_request(key)? {
-                return Ok(existing);
-            }
+        if let Some(key) = &request_key
+            && let Some(existing) = self.store.command_for_request(key)?
+        {
+            return Ok(existing);
         }
         if self.agent_record(cluster)?.is_none() {
             return Err(Error::UnknownAgent(cluster.to_string()));
@@ -285,11 +285,12 @@ impl Fleet {
     }
 
     pub fn accepted(&self, cluster: &str, id: &str) -> Result<()> {
-        if let Some(mut status) = self.store.command(id)? {
-            if status.cluster_id == cluster && status.state == pb::CommandState::Pending as i32 {
-                status.state = pb::CommandState::Running as i32;
-                self.store.update_command(&status)?;
-            }
+        if let Some(mut status) = self.store.command(id)?
+            && status.cluster_id == cluster
+            && status.state == pb::CommandState::Pending as i32
+        {
+            status.state = pb::CommandState::Running as i32;
+            self.store.update_command(&status)?;
         }
         Ok(())
     }

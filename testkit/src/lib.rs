@@ -2,3 +2,6 @@
 #![forbid(unsafe_code)]
 
 pub mod pg;
+pub mod wait;
+
+pub use wait::eventually;
