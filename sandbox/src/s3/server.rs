@@ -1,0 +1,243 @@
+//! The S3 endpoint's lifecycle: bind on loopback, serve `s3s` over HTTP/1.1,
+//! stop on request.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use s3s::auth::SimpleAuth;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s_fs::FileSystem;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::backend::SharedFs;
+use super::error::{Error, Result};
+use super::fault::{FaultSwitch, unavailable_response};
+
+/// The region reported to clients; SigV4 signatures are checked with whatever
+/// region the client signed for, as MinIO-style endpoints do.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// How long open connections get to finish after shutdown is asked for.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// How to start an [`S3Server`].
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    /// Directory holding the buckets (one subdirectory each); created if missing.
+    pub root: PathBuf,
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+    /// Address to listen on; port 0 picks a free one.
+    pub bind: SocketAddr,
+}
+
+impl S3Config {
+    pub fn new(
+        root: impl Into<PathBuf>,
+        access_key: impl Into<String>,
+        secret_key: impl Into<String>,
+    ) -> Self {
+        Self {
+            root: root.into(),
+            access_key: access_key.into(),
+            secret_key: secret_key.into(),
+            region: DEFAULT_REGION.to_owned(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+/// A running S3-compatible endpoint with SigV4 checking. Dropping it stops the
+/// server; [`S3Server::shutdown`] also waits for open connections to drain.
+pub struct S3Server {
+    pub(crate) config: S3Config,
+    pub(crate) endpoint: String,
+    pub(crate) fs: Arc<FileSystem>,
+    pub(crate) faults: Arc<FaultSwitch>,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl S3Server {
+    /// Starts an endpoint on a free loopback port over `root`, accepting only
+    /// requests signed with `access_key`/`secret_key`.
+    pub async fn start(root: impl AsRef<Path>, access_key: &str, secret_key: &str) -> Result<Self> {
+        Self::start_with(S3Config::new(root.as_ref(), access_key, secret_key)).await
+    }
+
+    pub async fn start_with(config: S3Config) -> Result<Self> {
+        tokio::fs::create_dir_all(&config.root)
+            .await
+            .map_err(|source| Error::Root {
+                path: config.root.clone(),
+                source,
+            })?;
+        let fs = FileSystem::new(&config.root).map_err(|e| Error::Backend {
+            path: config.root.clone(),
+            message: format!("{e:?}"),
+        })?;
+        let fs = Arc::new(fs);
+
+        let mut builder = S3ServiceBuilder::new(SharedFs(fs.clone()));
+        builder.set_auth(SimpleAuth::from_single(
+            config.access_key.clone(),
+            config.secret_key.clone(),
+        ));
+        let service = builder.build();
+
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: config.bind,
+            source,
+        })?;
+        let endpoint = format!("http://{addr}");
+
+        let faults = Arc::new(FaultSwitch::default());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(serve(listener, service, faults.clone(), shutdown.clone()));
+        tracing::info!(%endpoint, root = %config.root.display(), "sandbox S3 endpoint listening");
+
+        Ok(Self {
+            config,
+            endpoint,
+            fs,
+            faults,
+            shutdown,
+            task: Some(task),
+        })
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:41234`; buckets are addressed path-style.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub fn access_key(&self) -> &str {
+        &self.config.access_key
+    }
+
+    pub fn secret_key(&self) -> &str {
+        &self.config.secret_key
+    }
+
+    pub fn region(&self) -> &str {
+        &self.config.region
+    }
+
+    /// Directory holding the buckets.
+    pub fn root(&self) -> &Path {
+        &self.config.root
+    }
+
+    /// While on, every request is answered 503 ServiceUnavailable.
+    pub fn set_unavailable(&self, on: bool) {
+        tracing::info!(endpoint = %self.endpoint, unavailable = on, "S3 fault switch");
+        self.faults.set_unavailable(on);
+    }
+
+    pub fn is_unavailable(&self) -> bool {
+        self.faults.is_unavailable()
+    }
+
+    /// While on, requests for this one bucket are answered 503; the others
+    /// are served (a BSL goes Unavailable while OBC buckets stay readable).
+    pub fn set_bucket_unavailable(&self, bucket: &str, on: bool) {
+        tracing::info!(endpoint = %self.endpoint, bucket, unavailable = on, "S3 bucket fault switch");
+        self.faults.set_bucket_unavailable(bucket, on);
+    }
+
+    /// Whether requests over HTTP for `bucket` fail now, by either switch.
+    /// In-process helpers ignore the switches (they are the fixture's back
+    /// door), so an in-process probe of bucket health should ask this.
+    pub fn is_bucket_unavailable(&self, bucket: &str) -> bool {
+        self.faults.is_unavailable() || self.faults.is_bucket_unavailable(bucket)
+    }
+
+    /// Stops accepting, lets open connections finish (bounded), then returns.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            // A panicked server task has nothing left to drain.
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl std::fmt::Debug for S3Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Server")
+            .field("endpoint", &self.endpoint)
+            .field("root", &self.config.root)
+            .field("access_key", &self.config.access_key)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    service: S3Service,
+    faults: Arc<FaultSwitch>,
+    shutdown: CancellationToken,
+) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(%error, "S3 sandbox accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = service.clone();
+        let faults = faults.clone();
+        let handler = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let service = service.clone();
+            let faults = faults.clone();
+            async move {
+                if faults.blocks(req.uri().path()) {
+                    return Ok(unavailable_response());
+                }
+                hyper::service::Service::call(&service, req).await
+            }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), handler);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(error) = conn.await {
+                tracing::debug!(%error, "S3 sandbox connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("S3 sandbox connections still open after the grace period; dropping them");
+    }
+}
