@@ -4,7 +4,11 @@ use std::path::PathBuf;
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["ferry/v1/link.proto", "ferry/v1/fleet.proto"];
+    let files = [
+        "ferry/v1/link.proto",
+        "ferry/v1/fleet.proto",
+        "ferry/v1/relay.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }
@@ -15,6 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Chunks of data are passed along without copies.
+        .bytes(".")
         .compile_fds(fds)?;
     Ok(())
 }

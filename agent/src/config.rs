@@ -59,6 +59,9 @@ pub struct AgentConfig {
     /// Without it, it remembers them only while it runs.
     #[arg(long, env = "FERRY_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// The object stores this agent may read and write (JSON; see docs/operations.md).
+    #[arg(long, env = "FERRY_STORES")]
+    pub stores: Option<PathBuf>,
     /// First reconnect wait; doubles up to `--backoff-cap`, with jitter.
     #[arg(long, env = "FERRY_BACKOFF_BASE", default_value = "200ms", value_parser = parse_duration)]
     pub backoff_base: Duration,
@@ -77,6 +80,15 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
+    /// Where durable agent state goes: `--state-dir`, else a directory in the
+    /// system's temporary space (which survives a restart of the process, not
+    /// of the machine).
+    pub fn state_dir_or_temp(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("ferry-agent-{}", self.cluster_id))
+        })
+    }
+
     pub fn tls_paths(&self) -> TlsPaths {
         let d = TlsPaths::in_dir(&self.pki_dir, &format!("agent-{}", self.cluster_id));
         TlsPaths {
@@ -97,6 +109,7 @@ impl AgentConfig {
             tls_key: None,
             tls_ca: None,
             state_dir: None,
+            stores: None,
             backoff_base: Duration::from_millis(200),
             backoff_cap: Duration::from_secs(5),
             platform_version: String::new(),

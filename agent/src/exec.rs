@@ -6,13 +6,31 @@ use ferry_common::pb::{self, command_output::Kind as Out, command_spec::Kind};
 
 use crate::AgentConfig;
 use crate::facts::{CAPABILITIES, facts};
+use crate::relay::{RelayContext, run_sink, run_source};
 
 /// The longest a `ping` may ask the agent to wait.
 const MAX_PING_DELAY: Duration = Duration::from_secs(600);
 
-pub async fn execute(config: &AgentConfig, command: pb::Command) -> pb::CommandResult {
+pub async fn execute(ctx: &RelayContext, command: pb::Command) -> pb::CommandResult {
+    let config = &ctx.config;
     let outcome = match command.spec.and_then(|s| s.kind) {
         Some(Kind::Describe(_)) => Ok(Out::Describe(describe(config))),
+        Some(Kind::RelaySource(c)) => run_source(ctx, &c)
+            .await
+            .map(|counts| {
+                Out::Relay(pb::RelayOutput {
+                    counts: Some(counts),
+                })
+            })
+            .map_err(|e| e.to_string()),
+        Some(Kind::RelaySink(c)) => run_sink(ctx, &c)
+            .await
+            .map(|counts| {
+                Out::Relay(pb::RelayOutput {
+                    counts: Some(counts),
+                })
+            })
+            .map_err(|e| e.to_string()),
         Some(Kind::Ping(p)) => {
             tokio::time::sleep(Duration::from_millis(p.delay_ms).min(MAX_PING_DELAY)).await;
             Ok(Out::Ping(pb::PingOutput { payload: p.payload }))

@@ -4,7 +4,7 @@ use ferry_common::pb;
 
 use crate::AgentConfig;
 
-pub const CAPABILITIES: &[&str] = &["describe", "ping"];
+pub const CAPABILITIES: &[&str] = &["describe", "ping", "relay-source", "relay-sink"];
 
 pub fn facts(config: &AgentConfig) -> pb::ClusterFacts {
     pb::ClusterFacts {

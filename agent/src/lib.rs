@@ -6,9 +6,14 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod facts;
+pub mod keycloak;
 pub mod ledger;
 pub mod load;
+pub mod objects;
+pub mod platform;
+pub mod relay;
 pub mod session;
+pub mod velero;
 
 pub use config::AgentConfig;
 pub use error::{Error, Result};

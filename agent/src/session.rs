@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::facts::{CAPABILITIES, facts};
 use crate::ledger::{Admission, Ledger};
+use crate::relay::RelayContext;
 use crate::{AgentConfig, Error, Result, exec};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,7 +27,19 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
             config.cluster_id
         )));
     }
+    let stores = match &config.stores {
+        Some(path) => {
+            crate::objects::StoresConfig::load(path).map_err(|e| Error::Config(e.to_string()))?
+        }
+        None => crate::objects::StoresConfig::default(),
+    };
+    let state_dir = config.state_dir_or_temp();
     let config = Arc::new(config);
+    let ctx = RelayContext {
+        config: config.clone(),
+        stores: Arc::new(crate::objects::Stores::new(stores)),
+        state_dir,
+    };
     let ledger = Arc::new(match &config.state_dir {
         Some(dir) => Ledger::open(dir)?,
         None => Ledger::in_memory(),
@@ -36,7 +49,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     loop {
         let ended = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            ended = session(&config, &ledger, &results_tx, &mut results_rx, &mut backoff) => ended,
+            ended = session(&ctx, &ledger, &results_tx, &mut results_rx, &mut backoff) => ended,
         };
         match ended {
             Ok(()) => tracing::info!("session ended"),
@@ -56,12 +69,13 @@ fn up(msg: Up) -> pb::AgentMessage {
 }
 
 async fn session(
-    config: &Arc<AgentConfig>,
+    ctx: &RelayContext,
     ledger: &Arc<Ledger>,
     results_tx: &mpsc::Sender<pb::CommandResult>,
     results_rx: &mut mpsc::Receiver<pb::CommandResult>,
     backoff: &mut Backoff,
 ) -> Result<()> {
+    let config = &ctx.config;
     let channel = tls::connect(
         &config.coordinator,
         &config.tls_paths(),
@@ -109,7 +123,7 @@ async fn session(
             _ = heartbeat.tick() => up(Up::Heartbeat(pb::Heartbeat { sent_at_unix_ms: ferry_common::time::unix_ms() })),
             Some(result) = results_rx.recv() => up(Up::Result(result)),
             msg = down.message() => match msg {
-                Ok(Some(m)) => match on_message(config, ledger, results_tx, m) {
+                Ok(Some(m)) => match on_message(ctx, ledger, results_tx, m) {
                     Some(reply) => reply,
                     None => continue,
                 },
@@ -123,7 +137,7 @@ async fn session(
 
 /// Handles one message from the coordinator; returns the immediate reply, if any.
 fn on_message(
-    config: &Arc<AgentConfig>,
+    ctx: &RelayContext,
     ledger: &Arc<Ledger>,
     results_tx: &mpsc::Sender<pb::CommandResult>,
     msg: pb::CoordinatorMessage,
@@ -134,10 +148,10 @@ fn on_message(
             match ledger.admit(&id) {
                 Admission::Execute => {
                     tracing::info!(command_id = %id, "executing command");
-                    let (config, ledger, results_tx) =
-                        (config.clone(), ledger.clone(), results_tx.clone());
+                    let (ctx, ledger, results_tx) =
+                        (ctx.clone(), ledger.clone(), results_tx.clone());
                     tokio::spawn(async move {
-                        let result = exec::execute(&config, command).await;
+                        let result = exec::execute(&ctx, command).await;
                         if let Err(e) = ledger.finish(&result) {
                             tracing::error!(command_id = %result.id, error = %e, "cannot store result; it is kept in memory only");
                         }

@@ -42,6 +42,9 @@ pub enum Command {
     Describe(cmd::commands::DescribeArgs),
     /// Check the link to an agent with a round trip (optionally delayed).
     Ping(cmd::commands::PingArgs),
+    /// Sync objects from one cluster's store to another's through the relay.
+    #[command(subcommand)]
+    Transfer(cmd::transfer::TransferCommand),
     /// Inspect a command sent to an agent.
     #[command(subcommand)]
     Command(cmd::commands::CommandCommand),
@@ -67,6 +70,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Describe(a) => cmd::commands::describe(&cli.client, a, cli.output).await,
         Command::Ping(a) => cmd::commands::ping(&cli.client, a, cli.output).await,
         Command::Command(c) => cmd::commands::command(&cli.client, c, cli.output).await,
+        Command::Transfer(c) => cmd::transfer::run(&cli.client, c, cli.output).await,
     };
     match result {
         Ok(code) => ExitCode::from(code),

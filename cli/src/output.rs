@@ -91,6 +91,7 @@ pub fn command_json(c: &pb::CommandStatus) -> Value {
         Some(pb::command_result::Outcome::Output(o)) => match &o.kind {
             Some(pb::command_output::Kind::Describe(d)) => json!({"describe": describe_json(d)}),
             Some(pb::command_output::Kind::Ping(p)) => json!({"ping": {"payload": p.payload}}),
+            Some(pb::command_output::Kind::Relay(r)) => json!({"relay": counts_json(&r.counts.unwrap_or_default())}),
             None => Value::Null,
         },
         Some(pb::command_result::Outcome::Error(e)) => json!({"error": e.message}),
@@ -106,6 +107,61 @@ pub fn command_json(c: &pb::CommandStatus) -> Value {
         "deliveries": c.deliveries,
         "result": result,
     })
+}
+
+pub fn counts_json(c: &pb::TransferCounts) -> Value {
+    json!({
+        "objects_total": c.objects_total,
+        "bytes_total": c.bytes_total,
+        "objects_moved": c.objects_moved,
+        "bytes_moved": c.bytes_moved,
+        "objects_skipped": c.objects_skipped,
+        "bytes_skipped": c.bytes_skipped,
+        "bytes_received": c.bytes_received,
+        "chunks_rejected": c.chunks_rejected,
+    })
+}
+
+pub fn transfer_state(state: i32) -> &'static str {
+    match pb::TransferState::try_from(state) {
+        Ok(pb::TransferState::Running) => "running",
+        Ok(pb::TransferState::Succeeded) => "succeeded",
+        Ok(pb::TransferState::Failed) => "failed",
+        _ => "unknown",
+    }
+}
+
+fn set_json(s: &Option<pb::ObjectSet>) -> Value {
+    let s = s.clone().unwrap_or_default();
+    json!({"cluster_id": s.cluster_id, "store": s.store, "prefix": s.prefix})
+}
+
+pub fn transfer_json(t: &pb::TransferStatus) -> Value {
+    json!({
+        "transfer_id": t.transfer_id,
+        "state": transfer_state(t.state),
+        "source": set_json(&t.source),
+        "target": set_json(&t.target),
+        "counts": counts_json(&t.counts.unwrap_or_default()),
+        "bytes_relayed": t.bytes_relayed,
+        "rate_bytes_per_sec": t.rate_bytes_per_sec,
+        "eta_ms": t.eta_ms,
+        "error": t.error,
+        "started_at_unix_ms": t.started_at_unix_ms,
+        "finished_at_unix_ms": t.finished_at_unix_ms,
+    })
+}
+
+/// `12.3 MiB` style sizes for people.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
 }
 
 pub fn print_json(v: &Value) {

@@ -3,7 +3,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ferry_common::pb::{agent_link_server::AgentLinkServer, fleet_server::FleetServer};
+use ferry_common::pb::{
+    agent_link_server::AgentLinkServer, fleet_server::FleetServer, relay_server::RelayServer,
+    transfers_server::TransfersServer,
+};
 use ferry_common::tls::{ReloadingServerConfig, incoming};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -12,12 +15,17 @@ use crate::api::FleetApi;
 use crate::auth::Authorizer;
 use crate::fleet::Fleet;
 use crate::link::LinkService;
+use crate::relay::{RelayHub, RelayService, TransfersApi};
 use crate::store::Store;
 use crate::{CoordinatorConfig, Error, Result};
+
+/// The largest relay message: a 64 MiB chunk and its envelope.
+const MAX_RELAY_MESSAGE: usize = 64 * 1024 * 1024 + 64 * 1024;
 
 pub struct RunningCoordinator {
     pub addr: SocketAddr,
     pub fleet: Arc<Fleet>,
+    pub relay: Arc<RelayHub>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
     grace: std::time::Duration,
@@ -43,13 +51,15 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
     let tls = Arc::new(ReloadingServerConfig::new(config.tls_paths())?);
     let store = Store::open(&config.data_dir)?;
     let shutdown = CancellationToken::new();
+    let relay = Arc::new(RelayHub::new(store.clone()));
     let fleet = Arc::new(Fleet::new(
-        store,
+        store.clone(),
         config.heartbeat,
         config.lost_after,
         shutdown.child_token(),
     ));
     let auth = Arc::new(Authorizer::new(&config.roles));
+    let transfers = TransfersApi::new(fleet.clone(), relay.clone(), store, auth.clone())?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -65,16 +75,26 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<AgentLinkServer<LinkService>>().await;
     health.set_serving::<FleetServer<FleetApi>>().await;
+    health.set_serving::<RelayServer<RelayService>>().await;
+    health.set_serving::<TransfersServer<TransfersApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(ferry_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| Error::Invalid(format!("reflection descriptors: {e}")))?;
 
+    let relay_service = RelayServer::new(RelayService { hub: relay.clone() })
+        .max_decoding_message_size(MAX_RELAY_MESSAGE)
+        .max_encoding_message_size(MAX_RELAY_MESSAGE);
     let router = tonic::transport::Server::builder()
+        // Bulk data: windows large enough to keep a chunk in flight per stream.
+        .initial_stream_window_size(Some(4 * 1024 * 1024))
+        .initial_connection_window_size(Some(16 * 1024 * 1024))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(AgentLinkServer::new(LinkService::new(fleet.clone())))
-        .add_service(FleetServer::new(FleetApi::new(fleet.clone(), auth)));
+        .add_service(FleetServer::new(FleetApi::new(fleet.clone(), auth)))
+        .add_service(relay_service)
+        .add_service(TransfersServer::new(transfers));
     let conns = incoming(listener, tls, shutdown.child_token());
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
@@ -89,6 +109,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
     Ok(RunningCoordinator {
         addr,
         fleet,
+        relay,
         shutdown,
         task,
         grace: config.grace,

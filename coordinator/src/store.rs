@@ -18,6 +18,8 @@ const OPEN_COMMANDS: TableDefinition<&str, &str> = TableDefinition::new("open_co
 const REQUESTS: TableDefinition<&str, &str> = TableDefinition::new("command_requests");
 /// cluster id → last known `AgentInfo`
 const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
+/// transfer id → `TransferStatus`
+const TRANSFERS: TableDefinition<&str, &[u8]> = TableDefinition::new("transfers");
 
 #[derive(Clone)]
 pub struct Store {
@@ -45,6 +47,7 @@ impl Store {
             tx.open_table(OPEN_COMMANDS)?;
             tx.open_table(REQUESTS)?;
             tx.open_table(AGENTS)?;
+            tx.open_table(TRANSFERS)?;
             Ok(())
         })?;
         Ok(store)
@@ -180,6 +183,40 @@ impl Store {
 
     pub fn delete_agent(&self, cluster: &str) -> Result<bool> {
         self.write(|tx| Ok(tx.open_table(AGENTS)?.remove(cluster)?.is_some()))
+    }
+}
+
+impl Store {
+    pub fn put_transfer(&self, t: &pb::TransferStatus) -> Result<()> {
+        let bytes = t.encode_to_vec();
+        self.write(|tx| {
+            tx.open_table(TRANSFERS)?
+                .insert(t.transfer_id.as_str(), bytes.as_slice())?;
+            Ok(())
+        })
+    }
+
+    pub fn transfer(&self, id: &str) -> Result<Option<pb::TransferStatus>> {
+        let bytes = self.read(|tx| {
+            Ok(tx
+                .open_table(TRANSFERS)?
+                .get(id)?
+                .map(|v| v.value().to_vec()))
+        })?;
+        bytes.map(|b| decode(id, &b)).transpose()
+    }
+
+    pub fn transfers(&self) -> Result<Vec<pb::TransferStatus>> {
+        let rows = self.read(|tx| {
+            let t = tx.open_table(TRANSFERS)?;
+            let mut rows = vec![];
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                rows.push((k.value().to_string(), v.value().to_vec()));
+            }
+            Ok(rows)
+        })?;
+        rows.iter().map(|(k, v)| decode(k, v)).collect()
     }
 }
 

@@ -11,6 +11,8 @@ use anyhow::{Context, bail};
 use ferry_common::pki::{self, PkiPlan};
 use serde_json::Value;
 
+pub mod proxy;
+pub mod relay_world;
 pub mod tls_probe;
 
 pub use ferry_testkit::eventually;
@@ -302,4 +304,14 @@ impl World {
         )
         .await
     }
+}
+
+/// Logs of in-process parts into the test's output (`RUST_LOG` filters; off by default).
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }

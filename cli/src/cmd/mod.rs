@@ -2,3 +2,4 @@ pub mod agents;
 pub mod commands;
 pub mod demo;
 pub mod pki;
+pub mod transfer;

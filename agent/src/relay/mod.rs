@@ -1,0 +1,110 @@
+//! The agent's side of the relay. The source lists a prefix and streams the
+//! objects the sink asks for, chunk by chunk, each chunk with its SHA-256;
+//! the sink compares the source's manifest with what it holds, asks only for
+//! what is missing or changed (from the last verified chunk of a partial
+//! object), verifies every chunk, and makes an object visible only when all
+//! of it is verified. Both sides redial the coordinator when the link breaks
+//! and start again from the sink's durable state.
+mod sink;
+mod source;
+mod state;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_common::pb;
+use tonic::transport::Channel;
+
+pub use sink::run_sink;
+pub use source::run_source;
+
+use crate::AgentConfig;
+use crate::objects::Stores;
+
+/// Default chunk: the resume unit and the multipart part size (S3 wants ≥ 5 MiB).
+pub const DEFAULT_CHUNK_SIZE: u64 = 8 * 1024 * 1024;
+pub const DEFAULT_PARALLELISM: u32 = 4;
+/// A chunk message may carry up to this much besides its data.
+const MESSAGE_OVERHEAD: usize = 64 * 1024;
+/// S3 refuses multipart parts below 5 MiB (but the last), and a chunk is a part.
+pub const MIN_CHUNK_SIZE: u64 = 5 * 1024 * 1024;
+/// The largest chunk anyone may ask for: it bounds memory everywhere.
+pub const MAX_CHUNK_SIZE: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Objects(#[from] crate::objects::ObjectsError),
+    #[error("object {key}: {source}")]
+    Store {
+        key: String,
+        source: object_store::Error,
+    },
+    #[error("listing {prefix:?} of store {store}: {source}")]
+    List {
+        store: String,
+        prefix: String,
+        source: object_store::Error,
+    },
+    #[error("relay state {path}: {message}")]
+    State { path: PathBuf, message: String },
+    #[error("the other side of transfer {job} failed: {message}")]
+    Peer { job: String, message: String },
+    #[error("transfer {job}: object {key} failed {attempts} times; last error: {message}")]
+    GaveUp {
+        job: String,
+        key: String,
+        attempts: u32,
+        message: String,
+    },
+    #[error("invalid relay request: {0}")]
+    Invalid(String),
+}
+
+/// What both sides need besides their command.
+#[derive(Clone)]
+pub struct RelayContext {
+    pub config: Arc<AgentConfig>,
+    pub stores: Arc<Stores>,
+    /// Where the sink keeps what it has verified.
+    pub state_dir: PathBuf,
+}
+
+impl RelayContext {
+    async fn channel(&self) -> Result<Channel, ferry_common::tls::ConnectError> {
+        ferry_common::tls::connect(
+            &self.config.coordinator,
+            &self.config.tls_paths(),
+            self.config.coordinator_name.as_deref(),
+            Duration::from_secs(10),
+        )
+        .await
+    }
+
+    fn client(&self, channel: Channel, chunk_size: u64) -> pb::relay_client::RelayClient<Channel> {
+        let limit = chunk_size as usize + MESSAGE_OVERHEAD;
+        pb::relay_client::RelayClient::new(channel)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit)
+    }
+}
+
+pub fn sha256(data: &[u8]) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .to_vec()
+}
+
+fn check_chunk_size(chunk_size: u64) -> Result<u64, RelayError> {
+    match chunk_size {
+        0 => Ok(DEFAULT_CHUNK_SIZE),
+        n if n > MAX_CHUNK_SIZE => Err(RelayError::Invalid(format!(
+            "chunk size {n} is larger than the maximum {MAX_CHUNK_SIZE}"
+        ))),
+        n if n < MIN_CHUNK_SIZE => Err(RelayError::Invalid(format!(
+            "chunk size {n} is smaller than {MIN_CHUNK_SIZE}: S3 refuses multipart parts under 5 MiB"
+        ))),
+        n => Ok(n),
+    }
+}

@@ -1,0 +1,388 @@
+//! Pairs the source and sink streams of a transfer and pipes messages between
+//! them. Each direction goes through a small bounded channel: when the sink
+//! (or its store) is slow, the coordinator stops reading the source, and
+//! HTTP/2 flow control stops the source. The hub keeps no state a restart
+//! could lose; a re-paired transfer resumes from the sink's durable state.
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use ferry_common::Identity;
+use ferry_common::pb::{self, relay_server::Relay, sink_down, sink_up, source_down, source_up};
+use futures::Stream;
+use tokio::sync::{mpsc, watch};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::peer;
+use crate::store::Store;
+
+/// Messages buffered per direction: with 8 MiB chunks, a few tens of MiB per transfer.
+const PIPE_DEPTH: usize = 2;
+
+/// Faults for tests: set through the library, never from the command line.
+#[derive(Default)]
+pub struct RelayFaults {
+    /// Flip a byte in each of the next N chunks relayed.
+    pub corrupt_chunks: AtomicU32,
+}
+
+struct Peer<T> {
+    conn: u64,
+    tx: mpsc::Sender<Result<T, Status>>,
+}
+
+impl<T> Clone for Peer<T> {
+    fn clone(&self) -> Self {
+        Self {
+            conn: self.conn,
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+/// Live figures of one transfer, for progress reports.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub bytes_relayed: u64,
+    pub counts: pb::TransferCounts,
+    /// Bytes the sink asked for in its latest comparison, and relayed since.
+    pub need_bytes: u64,
+    pub relayed_since_need: u64,
+    pub first_chunk: Option<Instant>,
+    pub done: Option<pb::TransferCounts>,
+}
+
+impl Progress {
+    pub fn rate(&self) -> f64 {
+        match self.first_chunk {
+            Some(t) if t.elapsed().as_secs_f64() > 0.0 => {
+                self.bytes_relayed as f64 / t.elapsed().as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+
+    pub fn eta_ms(&self) -> u64 {
+        let rate = self.rate();
+        let left = self.need_bytes.saturating_sub(self.relayed_since_need);
+        if rate <= 0.0 {
+            0
+        } else {
+            (left as f64 / rate * 1000.0) as u64
+        }
+    }
+}
+
+struct Job {
+    source: watch::Sender<Option<Peer<pb::SourceDown>>>,
+    sink: watch::Sender<Option<Peer<pb::SinkDown>>>,
+    /// Whether the connected sink has received anything from the source.
+    sink_fed: AtomicBool,
+    progress: Mutex<Progress>,
+}
+
+pub struct RelayHub {
+    store: Store,
+    jobs: Mutex<HashMap<String, Arc<Job>>>,
+    next_conn: AtomicU64,
+    pub faults: RelayFaults,
+}
+
+type Pinned<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Source,
+    Sink,
+}
+
+impl RelayHub {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            jobs: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+            faults: RelayFaults::default(),
+        }
+    }
+
+    fn job(&self, id: &str) -> Arc<Job> {
+        lock(&self.jobs)
+            .entry(id.to_string())
+            .or_insert_with(|| {
+                Arc::new(Job {
+                    source: watch::channel(None).0,
+                    sink: watch::channel(None).0,
+                    sink_fed: AtomicBool::new(false),
+                    progress: Mutex::new(Progress::default()),
+                })
+            })
+            .clone()
+    }
+
+    pub fn progress(&self, id: &str) -> Option<Progress> {
+        lock(&self.jobs).get(id).map(|j| lock(&j.progress).clone())
+    }
+
+    /// Checks the first message and that the caller is this side's cluster.
+    async fn admit<T: prost::Message + Default>(
+        &self,
+        req: Request<Streaming<T>>,
+        side: Side,
+        hello: impl Fn(T) -> Option<pb::RelayHello>,
+    ) -> Result<(String, Streaming<T>), Status> {
+        let cluster = match peer(&req)?.identity {
+            Identity::Agent(c) => c,
+            other => {
+                return Err(Status::permission_denied(format!(
+                    "{other} may not open a relay stream"
+                )));
+            }
+        };
+        let mut inbound = req.into_inner();
+        let first =
+            inbound.message().await?.and_then(hello).ok_or_else(|| {
+                Status::invalid_argument("the first relay message must be `hello`")
+            })?;
+        let transfer = self
+            .store
+            .transfer(&first.job_id)?
+            .ok_or_else(|| Status::not_found(format!("no transfer {}", first.job_id)))?;
+        let expected = match side {
+            Side::Source => transfer.source.map(|s| s.cluster_id),
+            Side::Sink => transfer.target.map(|t| t.cluster_id),
+        };
+        if expected.as_deref() != Some(cluster.as_str()) {
+            return Err(Status::permission_denied(format!(
+                "cluster {cluster} is not the {} of transfer {}",
+                if side == Side::Source {
+                    "source"
+                } else {
+                    "target"
+                },
+                first.job_id
+            )));
+        }
+        Ok((first.job_id, inbound))
+    }
+}
+
+/// Sends `msg` to whichever peer is current, waiting for one to connect.
+async fn deliver<T>(slot: &watch::Sender<Option<Peer<T>>>, msg: T) -> Option<u64>
+where
+    T: Clone,
+{
+    let mut rx = slot.subscribe();
+    loop {
+        let peer = rx.wait_for(|p| p.is_some()).await.ok()?.clone()?;
+        if peer.tx.send(Ok(msg.clone())).await.is_ok() {
+            return Some(peer.conn);
+        }
+        // That peer is gone: forget it (unless already replaced) and wait for the next.
+        slot.send_if_modified(|p| {
+            if p.as_ref().is_some_and(|x| x.conn == peer.conn) {
+                *p = None;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+fn clear<T>(slot: &watch::Sender<Option<Peer<T>>>, conn: u64) {
+    slot.send_if_modified(|p| {
+        if p.as_ref().is_some_and(|x| x.conn == conn) {
+            *p = None;
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// The gRPC face of the hub.
+pub struct RelayService {
+    pub hub: Arc<RelayHub>,
+}
+
+#[tonic::async_trait]
+impl Relay for RelayService {
+    type SourceStream = Pinned<pb::SourceDown>;
+    type SinkStream = Pinned<pb::SinkDown>;
+
+    async fn source(
+        &self,
+        req: Request<Streaming<pb::SourceUp>>,
+    ) -> Result<Response<Self::SourceStream>, Status> {
+        let (job_id, mut inbound) = self
+            .hub
+            .admit(req, Side::Source, |m: pb::SourceUp| match m.msg {
+                Some(source_up::Msg::Hello(h)) => Some(h),
+                _ => None,
+            })
+            .await?;
+        let job = self.hub.job(&job_id);
+        let conn = self.hub.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(PIPE_DEPTH);
+        job.source.send_replace(Some(Peer { conn, tx }));
+        tracing::info!(transfer = %job_id, conn, "relay source connected");
+        let hub = self.hub.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(msg)) = inbound.message().await {
+                let down = match msg.msg {
+                    Some(source_up::Msg::ManifestBegin(m)) => sink_down::Msg::ManifestBegin(m),
+                    Some(source_up::Msg::Manifest(m)) => sink_down::Msg::Manifest(m),
+                    Some(source_up::Msg::ManifestEnd(m)) => sink_down::Msg::ManifestEnd(m),
+                    Some(source_up::Msg::Chunk(mut c)) => {
+                        hub.count_chunk(&job, &mut c);
+                        sink_down::Msg::Chunk(c)
+                    }
+                    Some(source_up::Msg::Failure(f)) => {
+                        tracing::warn!(transfer = %job_id, message = %f.message, "relay source failed");
+                        sink_down::Msg::Failure(f)
+                    }
+                    Some(source_up::Msg::Hello(_)) | None => continue,
+                };
+                if deliver(&job.sink, pb::SinkDown { msg: Some(down) })
+                    .await
+                    .is_some()
+                {
+                    job.sink_fed.store(true, Ordering::Relaxed);
+                }
+            }
+            clear(&job.source, conn);
+            tracing::info!(transfer = %job_id, conn, "relay source disconnected");
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn sink(
+        &self,
+        req: Request<Streaming<pb::SinkUp>>,
+    ) -> Result<Response<Self::SinkStream>, Status> {
+        let (job_id, mut inbound) = self
+            .hub
+            .admit(req, Side::Sink, |m: pb::SinkUp| match m.msg {
+                Some(sink_up::Msg::Hello(h)) => Some(h),
+                _ => None,
+            })
+            .await?;
+        let job = self.hub.job(&job_id);
+        let conn = self.hub.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(PIPE_DEPTH);
+        job.sink.send_replace(Some(Peer { conn, tx }));
+        // A source that already fed an earlier sink must start over for this one.
+        if job.sink_fed.swap(false, Ordering::Relaxed) {
+            let source = job.source.borrow().clone();
+            if let Some(source) = source {
+                let restart = pb::SourceDown {
+                    msg: Some(source_down::Msg::Restart(pb::RelayRestart {
+                        reason: "the sink reconnected".into(),
+                    })),
+                };
+                let _ = source.tx.send(Ok(restart)).await;
+            }
+        }
+        tracing::info!(transfer = %job_id, conn, "relay sink connected");
+        tokio::spawn(async move {
+            while let Ok(Some(msg)) = inbound.message().await {
+                let up = match msg.msg {
+                    Some(sink_up::Msg::Need(n)) => source_down::Msg::Send(n),
+                    Some(sink_up::Msg::NeedEnd(n)) => {
+                        let mut p = lock(&job.progress);
+                        p.need_bytes = n.bytes;
+                        p.relayed_since_need = 0;
+                        p.counts.objects_total = n.objects + n.skipped_objects;
+                        p.counts.objects_skipped = n.skipped_objects;
+                        p.counts.bytes_skipped = n.skipped_bytes;
+                        continue;
+                    }
+                    Some(sink_up::Msg::Committed(c)) => {
+                        let mut p = lock(&job.progress);
+                        p.counts.objects_moved += 1;
+                        p.counts.bytes_moved += c.size;
+                        continue;
+                    }
+                    Some(sink_up::Msg::Done(d)) => {
+                        tracing::info!(transfer = %job_id, "relay sink has everything");
+                        lock(&job.progress).done = d.counts;
+                        source_down::Msg::Finished(pb::RelayFinished { counts: d.counts })
+                    }
+                    Some(sink_up::Msg::Failure(f)) => {
+                        tracing::warn!(transfer = %job_id, message = %f.message, "relay sink failed");
+                        source_down::Msg::Failure(f)
+                    }
+                    Some(sink_up::Msg::Hello(_)) | None => continue,
+                };
+                deliver(&job.source, pb::SourceDown { msg: Some(up) }).await;
+            }
+            clear(&job.sink, conn);
+            tracing::info!(transfer = %job_id, conn, "relay sink disconnected");
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+impl RelayHub {
+    /// Tells the side still running that its counterpart failed, so its
+    /// command ends too (once it is connected).
+    pub fn abort(&self, job_id: &str, message: String) {
+        let job = self.job(job_id);
+        let failure = pb::RelayFailure { message };
+        tokio::spawn(async move {
+            let to_source = deliver(
+                &job.source,
+                pb::SourceDown {
+                    msg: Some(source_down::Msg::Failure(failure.clone())),
+                },
+            );
+            let to_sink = deliver(
+                &job.sink,
+                pb::SinkDown {
+                    msg: Some(sink_down::Msg::Failure(failure)),
+                },
+            );
+            // Whichever side is alive takes it; the other is already done.
+            tokio::select! {
+                _ = to_source => {}
+                _ = to_sink => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            }
+        });
+    }
+
+    fn count_chunk(&self, job: &Job, c: &mut pb::ObjectChunk) {
+        let n = c.data.len() as u64;
+        let mut p = lock(&job.progress);
+        p.bytes_relayed += n;
+        p.relayed_since_need += n;
+        p.first_chunk.get_or_insert_with(Instant::now);
+        drop(p);
+        if !c.data.is_empty()
+            && self
+                .faults
+                .corrupt_chunks
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            let mut data = c.data.to_vec();
+            data[0] ^= 0xff;
+            c.data = data.into();
+            tracing::warn!(key = %c.key, offset = c.offset, "fault injected: chunk corrupted in the relay");
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The relay: pairs each transfer's source and sink streams and pipes them,
+//! and the client API that starts and follows transfers.
+mod hub;
+mod transfers;
+
+pub use hub::{Progress, RelayFaults, RelayHub, RelayService};
+pub use transfers::TransfersApi;

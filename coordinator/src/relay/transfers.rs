@@ -1,0 +1,293 @@
+//! Starting and following transfers. A transfer is two commands — the sink's
+//! and the source's — sent through the fleet with request ids derived from
+//! the transfer id, so starting the same transfer twice starts nothing new,
+//! and a restarted coordinator picks up the transfers it was following.
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_common::pb::{self, command_spec::Kind, transfers_server::Transfers};
+use ferry_common::time::unix_ms;
+use futures::Stream;
+use tonic::{Request, Response, Status};
+
+use super::RelayHub;
+use crate::auth::{Authorizer, Role};
+use crate::fleet::{Fleet, new_id};
+use crate::store::Store;
+
+/// Who the fleet records as submitting a transfer's commands.
+const SUBMITTER: &str = "ferry-transfers";
+const MAX_CHUNK: u64 = 64 * 1024 * 1024;
+const MIN_CHUNK: u64 = 5 * 1024 * 1024;
+
+pub struct TransfersApi {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    fleet: Arc<Fleet>,
+    hub: Arc<RelayHub>,
+    store: Store,
+    auth: Arc<Authorizer>,
+}
+
+impl TransfersApi {
+    /// Also resumes following every transfer the store says is running.
+    pub fn new(
+        fleet: Arc<Fleet>,
+        hub: Arc<RelayHub>,
+        store: Store,
+        auth: Arc<Authorizer>,
+    ) -> crate::Result<Self> {
+        let inner = Arc::new(Inner {
+            fleet,
+            hub,
+            store,
+            auth,
+        });
+        for t in inner.store.transfers()? {
+            if t.state == pb::TransferState::Running as i32 {
+                tokio::spawn(follow(inner.clone(), t.transfer_id));
+            }
+        }
+        Ok(Self { inner })
+    }
+}
+
+fn check_set(what: &str, set: &Option<pb::ObjectSet>) -> Result<pb::ObjectSet, Status> {
+    let set = set
+        .clone()
+        .ok_or_else(|| Status::invalid_argument(format!("`{what}` is required")))?;
+    if set.cluster_id.is_empty() || set.store.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "`{what}` needs a cluster id and a store name"
+        )));
+    }
+    Ok(set)
+}
+
+impl Inner {
+    async fn start(&self, r: pb::StartTransferRequest) -> crate::Result<pb::TransferStatus> {
+        let id = if r.transfer_id.is_empty() {
+            new_id()
+        } else {
+            r.transfer_id.clone()
+        };
+        if !ferry_common::identity::valid_name(&id) {
+            return Err(crate::Error::Invalid(format!(
+                "transfer id {id:?} must be lowercase letters, digits and '-'"
+            )));
+        }
+        if let Some(existing) = self.store.transfer(&id)? {
+            return Ok(existing);
+        }
+        let source = check_set("source", &r.source)
+            .map_err(|s| crate::Error::Invalid(s.message().into()))?;
+        let target = check_set("target", &r.target)
+            .map_err(|s| crate::Error::Invalid(s.message().into()))?;
+        if r.chunk_size != 0 && !(MIN_CHUNK..=MAX_CHUNK).contains(&r.chunk_size) {
+            return Err(crate::Error::Invalid(format!(
+                "chunk size {} is outside {MIN_CHUNK}..={MAX_CHUNK} (S3 parts are at least 5 MiB)",
+                r.chunk_size
+            )));
+        }
+        // Recorded first: the agents' relay streams are admitted against this record.
+        let mut status = pb::TransferStatus {
+            transfer_id: id.clone(),
+            source: Some(source.clone()),
+            target: Some(target.clone()),
+            state: pb::TransferState::Running as i32,
+            started_at_unix_ms: unix_ms(),
+            ..Default::default()
+        };
+        self.store.put_transfer(&status)?;
+        let sink = self
+            .fleet
+            .submit(
+                &target.cluster_id,
+                pb::CommandSpec {
+                    kind: Some(Kind::RelaySink(pb::RelaySinkCommand {
+                        job_id: id.clone(),
+                        store: target.store.clone(),
+                        prefix: target.prefix.clone(),
+                    })),
+                },
+                &format!("transfer-{id}-sink"),
+                SUBMITTER,
+            )
+            .await?;
+        let src = self
+            .fleet
+            .submit(
+                &source.cluster_id,
+                pb::CommandSpec {
+                    kind: Some(Kind::RelaySource(pb::RelaySourceCommand {
+                        job_id: id.clone(),
+                        store: source.store.clone(),
+                        prefix: source.prefix.clone(),
+                        chunk_size: r.chunk_size,
+                        parallelism: r.parallelism,
+                    })),
+                },
+                &format!("transfer-{id}-source"),
+                SUBMITTER,
+            )
+            .await?;
+        status.target_command_id = sink.command_id;
+        status.source_command_id = src.command_id;
+        self.store.put_transfer(&status)?;
+        tracing::info!(transfer = %id, from = %source.cluster_id, to = %target.cluster_id, "transfer started");
+        Ok(status)
+    }
+
+    /// The stored status with the live figures of the relay.
+    fn status(&self, id: &str) -> crate::Result<pb::TransferStatus> {
+        let mut t = self
+            .store
+            .transfer(id)?
+            .ok_or_else(|| crate::Error::Invalid(format!("no transfer {id}")))?;
+        if let Some(p) = self.hub.progress(id) {
+            t.bytes_relayed = p.bytes_relayed;
+            t.rate_bytes_per_sec = p.rate();
+            if t.state == pb::TransferState::Running as i32 {
+                t.eta_ms = p.eta_ms();
+                let mut counts = p.counts;
+                counts.bytes_total = t
+                    .counts
+                    .map_or(0, |c| c.bytes_total)
+                    .max(counts.bytes_total);
+                t.counts = Some(p.done.unwrap_or(counts));
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// Waits for one side's command; a failure is passed on to the other side.
+async fn finish(inner: &Inner, transfer: &str, command: &str) -> crate::Result<pb::CommandStatus> {
+    loop {
+        let c = inner.fleet.wait(command, Duration::from_secs(60)).await?;
+        if crate::store::is_finished(&c) {
+            if let Some(pb::command_result::Outcome::Error(e)) =
+                c.result.as_ref().and_then(|r| r.outcome.as_ref())
+            {
+                inner
+                    .hub
+                    .abort(transfer, format!("the other side failed: {}", e.message));
+            }
+            return Ok(c);
+        }
+    }
+}
+
+/// Waits for both commands of a transfer and records how it ended.
+async fn follow(inner: Arc<Inner>, id: String) {
+    let outcome: crate::Result<(pb::TransferStatus, Vec<pb::CommandStatus>)> = async {
+        let t = inner
+            .store
+            .transfer(&id)?
+            .ok_or_else(|| crate::Error::Invalid(format!("no transfer {id}")))?;
+        // Both sides run at once; when one fails the other is told, so it ends too.
+        let (target, source) = tokio::join!(
+            finish(&inner, &t.transfer_id, &t.target_command_id),
+            finish(&inner, &t.transfer_id, &t.source_command_id),
+        );
+        let results = vec![target?, source?];
+        Ok((t, results))
+    }
+    .await;
+    let (mut t, results) = match outcome {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(transfer = %id, error = %e, "cannot follow transfer");
+            return;
+        }
+    };
+    let mut errors = vec![];
+    for (side, c) in ["target", "source"].iter().zip(&results) {
+        match c.result.as_ref().and_then(|r| r.outcome.as_ref()) {
+            Some(pb::command_result::Outcome::Output(pb::CommandOutput {
+                kind: Some(pb::command_output::Kind::Relay(out)),
+            })) => {
+                if *side == "target" {
+                    t.counts = out.counts;
+                }
+            }
+            Some(pb::command_result::Outcome::Error(e)) => {
+                errors.push(format!("{side}: {}", e.message))
+            }
+            _ => errors.push(format!("{side}: unexpected result")),
+        }
+    }
+    if let Some(p) = inner.hub.progress(&id) {
+        t.bytes_relayed = p.bytes_relayed;
+    }
+    t.state = if errors.is_empty() {
+        pb::TransferState::Succeeded
+    } else {
+        pb::TransferState::Failed
+    } as i32;
+    t.error = errors.join("; ");
+    t.finished_at_unix_ms = unix_ms();
+    if let Err(e) = inner.store.put_transfer(&t) {
+        tracing::error!(transfer = %id, error = %e, "cannot record the end of a transfer");
+    }
+    tracing::info!(transfer = %id, state = ?t.state(), "transfer ended");
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::TransferStatus, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Transfers for TransfersApi {
+    #[tracing::instrument(skip_all, fields(transfer = %req.get_ref().transfer_id))]
+    async fn start_transfer(
+        &self,
+        req: Request<pb::StartTransferRequest>,
+    ) -> Result<Response<pb::TransferStatus>, Status> {
+        self.inner.auth.require(&req, Role::Operator)?;
+        let status = self.inner.start(req.into_inner()).await?;
+        if status.finished_at_unix_ms == 0 {
+            tokio::spawn(follow(self.inner.clone(), status.transfer_id.clone()));
+        }
+        Ok(Response::new(status))
+    }
+
+    async fn get_transfer(
+        &self,
+        req: Request<pb::GetTransferRequest>,
+    ) -> Result<Response<pb::TransferStatus>, Status> {
+        self.inner.auth.require(&req, Role::Viewer)?;
+        Ok(Response::new(
+            self.inner.status(&req.get_ref().transfer_id)?,
+        ))
+    }
+
+    type WatchTransferStream = WatchStream;
+
+    async fn watch_transfer(
+        &self,
+        req: Request<pb::GetTransferRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        self.inner.auth.require(&req, Role::Viewer)?;
+        let id = req.into_inner().transfer_id;
+        let first = self.inner.status(&id)?;
+        let inner = self.inner.clone();
+        let stream = futures::stream::unfold(Some(first), move |next| {
+            let inner = inner.clone();
+            let id = id.clone();
+            async move {
+                let current = next?;
+                let ended = current.state != pb::TransferState::Running as i32;
+                let following = if ended {
+                    None
+                } else {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    inner.status(&id).ok()
+                };
+                Some((Ok(current), following))
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
