@@ -1,0 +1,194 @@
+//! The Velero adapter against the sandbox's own Velero controller (not a
+//! stand-in): a backup of a registry namespace runs to Completed and leaves
+//! Velero's layout in the bucket; a restore of it into another namespace
+//! completes; the probe sees the storage location Available.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ferry_agent::platform::{self, ProbeOptions};
+use ferry_agent::velero::{self, BackupRequest, Outcome, RestoreRequest};
+use ferry_sandbox::cluster::{ClusterOptions, SandboxCluster};
+use ferry_sandbox::k8s::Store;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+const PREFIX: &str = "openshift-backups";
+
+async fn seed(store: &Store, bucket: &str, s3_url: &str) -> Result<()> {
+    for ns in [velero::VELERO_NAMESPACE, "reg"] {
+        store
+            .create_object(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            )
+            .await?;
+    }
+    for i in 0..3 {
+        store
+            .create_object(json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": format!("cm-{i}"), "namespace": "reg", "labels": {"app": "bpms"}},
+                "data": {"host": format!("bpms-{i}.apps.cluster-a.example.com")}
+            }))
+            .await?;
+    }
+    store
+        .create_object(json!({
+            "apiVersion": "velero.io/v1", "kind": "BackupStorageLocation",
+            "metadata": {"name": "default", "namespace": velero::VELERO_NAMESPACE},
+            "spec": {"provider": "aws", "default": true,
+                     "objectStorage": {"bucket": bucket, "prefix": PREFIX},
+                     "config": {"s3Url": s3_url, "region": "us-east-1", "s3ForcePathStyle": "true"}}
+        }))
+        .await?;
+    Ok(())
+}
+
+/// Bounded polling for a condition the controller reaches on its own.
+async fn eventually<F, Fut>(what: &str, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if check().await? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{what} did not happen within {WAIT:?}")
+}
+
+#[tokio::test]
+async fn backup_and_restore_run_by_the_sandbox_velero() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cluster = SandboxCluster::start(dir.path().join("a"), ClusterOptions::default()).await?;
+    seed(
+        &cluster.store(),
+        cluster.bsl_bucket(),
+        cluster.s3_endpoint(),
+    )
+    .await?;
+    let client = platform::connect(Some(cluster.kubeconfig())).await?;
+
+    // The controller validates the location against its bucket.
+    let options = ProbeOptions {
+        check_keycloak: false,
+        ..ProbeOptions::default()
+    };
+    eventually("the BSL becoming Available", || async {
+        let probe = platform::probe(&client, &options).await?;
+        Ok(probe
+            .velero
+            .locations
+            .iter()
+            .any(|l| l.phase.as_deref() == Some("Available")))
+    })
+    .await?;
+
+    let name = velero::backup_name("reg", "2026-11-24T06:00:00Z".parse()?);
+    velero::create_backup(&client, &BackupRequest::new(&name, "reg", "default")).await?;
+    let mut progress = Vec::new();
+    let outcome = velero::wait_backup(&client, velero::VELERO_NAMESPACE, &name, WAIT, |p| {
+        progress.push(p.clone())
+    })
+    .await?;
+    assert!(matches!(outcome, Outcome::Completed { .. }), "{outcome:?}");
+    let last = progress.last().context("progress reported")?;
+    assert!(last.total > 0 && last.done == last.total, "{progress:?}");
+
+    let keys: Vec<String> = cluster
+        .s3()
+        .list_objects(cluster.bsl_bucket(), &format!("{PREFIX}/backups/{name}/"))
+        .await?
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    for file in ["velero-backup.json".to_owned(), format!("{name}.tar.gz")] {
+        let key = format!("{PREFIX}/backups/{name}/{file}");
+        assert!(keys.contains(&key), "{key} missing from {keys:?}");
+    }
+
+    let mut restore = RestoreRequest::new(&format!("{name}-copy"), &name);
+    restore
+        .namespace_mapping
+        .insert("reg".into(), "reg-copy".into());
+    velero::create_restore(&client, &restore).await?;
+    let outcome = velero::wait_restore(
+        &client,
+        velero::VELERO_NAMESPACE,
+        &restore.name,
+        WAIT,
+        |_| {},
+    )
+    .await?;
+    assert!(matches!(outcome, Outcome::Completed { .. }), "{outcome:?}");
+    let restored = cluster
+        .store()
+        .list(
+            &ferry_sandbox::k8s::Gvr::core("configmaps"),
+            Some("reg-copy"),
+            Some("app=bpms"),
+        )
+        .await?;
+    assert_eq!(restored.len(), 3);
+
+    // A second, empty cluster: the backup copied into its bucket (as the
+    // relay does) shows up through backup sync and restores the same items.
+    let target = SandboxCluster::start(dir.path().join("b"), ClusterOptions::default()).await?;
+    seed_target(&target).await?;
+    for object in cluster
+        .s3()
+        .list_objects(cluster.bsl_bucket(), PREFIX)
+        .await?
+    {
+        let data = cluster
+            .s3()
+            .get_object(cluster.bsl_bucket(), &object.key)
+            .await?;
+        target
+            .s3()
+            .put_object(target.bsl_bucket(), &object.key, data)
+            .await?;
+    }
+    let b = platform::connect(Some(target.kubeconfig())).await?;
+    let synced = velero::wait_backup_present(&b, velero::VELERO_NAMESPACE, &name, WAIT).await?;
+    assert_eq!(synced.spec.included_namespaces, vec!["reg"]);
+    let restore = RestoreRequest::new(&format!("{name}-all"), &name);
+    velero::create_restore(&b, &restore).await?;
+    let outcome =
+        velero::wait_restore(&b, velero::VELERO_NAMESPACE, &restore.name, WAIT, |_| {}).await?;
+    assert!(matches!(outcome, Outcome::Completed { .. }), "{outcome:?}");
+    let on_target = target
+        .store()
+        .list(
+            &ferry_sandbox::k8s::Gvr::core("configmaps"),
+            Some("reg"),
+            Some("app=bpms"),
+        )
+        .await?;
+    assert_eq!(on_target.len(), 3);
+
+    target.shutdown().await;
+    cluster.shutdown().await;
+    Ok(())
+}
+
+/// Only Velero's namespace and location: no registry yet.
+async fn seed_target(target: &SandboxCluster) -> Result<()> {
+    let store = target.store();
+    store
+        .create_object(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": velero::VELERO_NAMESPACE}}))
+        .await?;
+    store
+        .create_object(json!({
+            "apiVersion": "velero.io/v1", "kind": "BackupStorageLocation",
+            "metadata": {"name": "default", "namespace": velero::VELERO_NAMESPACE},
+            "spec": {"provider": "aws", "default": true,
+                     "objectStorage": {"bucket": target.bsl_bucket(), "prefix": PREFIX},
+                     "config": {"s3Url": target.s3_endpoint(), "region": "us-east-1"}}
+        }))
+        .await?;
+    Ok(())
+}
