@@ -3,6 +3,9 @@
 //! that the agent's production code is what runs against it.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
+pub mod fixture;
 pub mod k8s;
 pub mod keycloak;
 pub mod s3;
+pub mod velero;
