@@ -4,21 +4,8 @@ use std::time::Duration;
 
 use ferry_common::pb;
 use ferry_common::telemetry::LogFormat;
+use ferry_common::time::parse_duration;
 use ferry_common::tls::TlsPaths;
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let n: u64 = s[..split]
-        .parse()
-        .map_err(|_| format!("bad duration {s:?}: use e.g. 500ms, 5s"))?;
-    match &s[split..] {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("bad duration unit in {s:?}: use ms, s or m")),
-    }
-}
 
 /// `name=version`
 fn parse_registry(s: &str) -> Result<pb::RegistryFacts, String> {
@@ -67,6 +54,15 @@ pub struct AgentConfig {
     pub backoff_base: Duration,
     #[arg(long, env = "FERRY_BACKOFF_CAP", default_value = "30s", value_parser = parse_duration)]
     pub backoff_cap: Duration,
+    /// Probe the cluster through this kubeconfig (the sandbox writes one).
+    #[arg(long, env = "FERRY_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Probe the cluster through the pod's service account.
+    #[arg(long, env = "FERRY_IN_CLUSTER")]
+    pub in_cluster: bool,
+    /// Keycloak's base URL; by default found from its route in `user-management`.
+    #[arg(long, env = "FERRY_KEYCLOAK_URL")]
+    pub keycloak_url: Option<String>,
     /// Platform version reported when no cluster probe is configured.
     #[arg(long, env = "FERRY_PLATFORM_VERSION", default_value = "")]
     pub platform_version: String,
@@ -110,6 +106,9 @@ impl AgentConfig {
             tls_ca: None,
             state_dir: None,
             stores: None,
+            kubeconfig: None,
+            in_cluster: false,
+            keycloak_url: None,
             backoff_base: Duration::from_millis(200),
             backoff_cap: Duration::from_secs(5),
             platform_version: String::new(),

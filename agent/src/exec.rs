@@ -5,7 +5,7 @@ use std::time::Duration;
 use ferry_common::pb::{self, command_output::Kind as Out, command_spec::Kind};
 
 use crate::AgentConfig;
-use crate::facts::{CAPABILITIES, facts};
+use crate::facts::{CAPABILITIES, current};
 use crate::relay::{RelayContext, run_sink, run_source};
 
 /// The longest a `ping` may ask the agent to wait.
@@ -14,7 +14,7 @@ const MAX_PING_DELAY: Duration = Duration::from_secs(600);
 pub async fn execute(ctx: &RelayContext, command: pb::Command) -> pb::CommandResult {
     let config = &ctx.config;
     let outcome = match command.spec.and_then(|s| s.kind) {
-        Some(Kind::Describe(_)) => Ok(Out::Describe(describe(config))),
+        Some(Kind::Describe(_)) => Ok(Out::Describe(describe(config).await)),
         Some(Kind::RelaySource(c)) => run_source(ctx, &c)
             .await
             .map(|counts| {
@@ -46,11 +46,14 @@ pub async fn execute(ctx: &RelayContext, command: pb::Command) -> pb::CommandRes
     }
 }
 
-pub fn describe(config: &AgentConfig) -> pb::DescribeOutput {
+pub async fn describe(config: &AgentConfig) -> pb::DescribeOutput {
+    let (facts, probe_json, probe_error) = current(config).await;
     pb::DescribeOutput {
+        probe_json,
+        probe_error,
         cluster_id: config.cluster_id.clone(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
-        facts: Some(facts(config)),
+        facts: Some(facts),
         capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
         hostname: hostname::get()
             .map(|h| h.to_string_lossy().into_owned())

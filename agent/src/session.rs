@@ -12,7 +12,7 @@ use ferry_common::tls;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::facts::{CAPABILITIES, facts};
+use crate::facts::{CAPABILITIES, current};
 use crate::ledger::{Admission, Ledger};
 use crate::relay::RelayContext;
 use crate::{AgentConfig, Error, Result, exec};
@@ -84,10 +84,11 @@ async fn session(
     )
     .await?;
     let (up_tx, up_rx) = mpsc::channel(256);
+    let (facts, _, _) = current(config).await;
     let register = pb::Register {
         cluster_id: config.cluster_id.clone(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
-        facts: Some(facts(config)),
+        facts: Some(facts),
         capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
         in_flight: ledger.in_flight(),
         unacked_results: ledger.unacked(),

@@ -33,6 +33,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the whole job on an embedded sandbox: coordinator, two clusters, their agents.
     Demo(cmd::demo::DemoArgs),
+    /// Run one sandbox cluster (Kubernetes API, Velero, S3, Keycloak) standalone.
+    Sandbox(cmd::sandbox::SandboxArgs),
     /// Make certificates for demos and tests.
     #[command(subcommand)]
     Pki(cmd::pki::PkiCommand),
@@ -45,6 +47,9 @@ pub enum Command {
     /// Sync objects from one cluster's store to another's through the relay.
     #[command(subcommand)]
     Transfer(cmd::transfer::TransferCommand),
+    /// Measure throughput and memory (figures for docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
     /// Inspect a command sent to an agent.
     #[command(subcommand)]
     Command(cmd::commands::CommandCommand),
@@ -66,11 +71,13 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args, cli.output).await,
         Command::Pki(c) => cmd::pki::run(c),
+        Command::Sandbox(a) => cmd::sandbox::run(a, cli.output).await,
         Command::Agents(a) => cmd::agents::run(&cli.client, a, cli.output).await,
         Command::Describe(a) => cmd::commands::describe(&cli.client, a, cli.output).await,
         Command::Ping(a) => cmd::commands::ping(&cli.client, a, cli.output).await,
         Command::Command(c) => cmd::commands::command(&cli.client, c, cli.output).await,
         Command::Transfer(c) => cmd::transfer::run(&cli.client, c, cli.output).await,
+        Command::Bench(c) => cmd::bench::run(c).await,
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -77,7 +77,10 @@ pub fn agent_json(a: &pb::AgentInfo) -> Value {
 }
 
 pub fn describe_json(d: &pb::DescribeOutput) -> Value {
+    let probe: Value = serde_json::from_str(&d.probe_json).unwrap_or(Value::Null);
     json!({
+        "probe": probe,
+        "probe_error": d.probe_error,
         "cluster_id": d.cluster_id,
         "agent_version": d.agent_version,
         "hostname": d.hostname,
@@ -91,7 +94,9 @@ pub fn command_json(c: &pb::CommandStatus) -> Value {
         Some(pb::command_result::Outcome::Output(o)) => match &o.kind {
             Some(pb::command_output::Kind::Describe(d)) => json!({"describe": describe_json(d)}),
             Some(pb::command_output::Kind::Ping(p)) => json!({"ping": {"payload": p.payload}}),
-            Some(pb::command_output::Kind::Relay(r)) => json!({"relay": counts_json(&r.counts.unwrap_or_default())}),
+            Some(pb::command_output::Kind::Relay(r)) => {
+                json!({"relay": counts_json(&r.counts.unwrap_or_default())})
+            }
             None => Value::Null,
         },
         Some(pb::command_result::Outcome::Error(e)) => json!({"error": e.message}),
@@ -161,7 +166,11 @@ pub fn bytes(n: u64) -> String {
         v /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }
 
 pub fn print_json(v: &Value) {

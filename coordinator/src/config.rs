@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ferry_common::telemetry::LogFormat;
+use ferry_common::time::parse_duration;
 use ferry_common::tls::TlsPaths;
 
 use crate::auth::RoleBinding;
@@ -74,37 +75,5 @@ impl CoordinatorConfig {
             log_format: LogFormat::Human,
             otlp_endpoint: None,
         }
-    }
-}
-
-/// `500ms`, `5s`, `2m`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("bad duration {s:?}: use e.g. 500ms, 5s, 2m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("bad duration unit in {s:?}: use ms, s, m or h")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("ms").is_err());
     }
 }

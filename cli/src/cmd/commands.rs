@@ -4,23 +4,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferry_common::pb::{self, command_spec::Kind};
+use ferry_common::time::parse_duration;
 
 use crate::client::wait_command;
 use crate::output::{self, OutputFormat};
 use crate::{ClientArgs, exit};
 
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    let t = s.trim_end_matches('s');
-    t.parse::<u64>()
-        .map(Duration::from_secs)
-        .map_err(|_| format!("bad duration {s:?}: use seconds, e.g. 30 or 30s"))
-}
-
 #[derive(Debug, clap::Args)]
 pub struct DescribeArgs {
     pub cluster: String,
     /// How long to wait for the agent's answer.
-    #[arg(long, default_value = "30s", value_parser = parse_secs)]
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub timeout: Duration,
 }
 
@@ -38,7 +32,7 @@ pub struct PingArgs {
     /// Print the command id and return without waiting for the result.
     #[arg(long)]
     pub no_wait: bool,
-    #[arg(long, default_value = "60s", value_parser = parse_secs)]
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub timeout: Duration,
 }
 
@@ -47,7 +41,7 @@ pub enum CommandCommand {
     /// Show a command; with `--wait`, wait for it to finish first.
     Get {
         id: String,
-        #[arg(long, value_parser = parse_secs)]
+        #[arg(long, value_parser = parse_duration)]
         wait: Option<Duration>,
     },
 }

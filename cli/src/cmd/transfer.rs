@@ -50,7 +50,11 @@ fn parse_set(s: &str) -> anyhow::Result<pb::ObjectSet> {
     }
 }
 
-pub async fn run(client: &ClientArgs, cmd: TransferCommand, out: OutputFormat) -> anyhow::Result<u8> {
+pub async fn run(
+    client: &ClientArgs,
+    cmd: TransferCommand,
+    out: OutputFormat,
+) -> anyhow::Result<u8> {
     let mut transfers = TransfersClient::new(client.channel().await?);
     let id = match cmd {
         TransferCommand::Start {
@@ -97,7 +101,9 @@ pub async fn follow(
     out: OutputFormat,
 ) -> anyhow::Result<pb::TransferStatus> {
     let mut stream = transfers
-        .watch_transfer(pb::GetTransferRequest { transfer_id: id.into() })
+        .watch_transfer(pb::GetTransferRequest {
+            transfer_id: id.into(),
+        })
         .await?
         .into_inner();
     let tty = std::io::stderr().is_terminal();
@@ -124,7 +130,11 @@ pub async fn follow(
 pub fn progress_line(t: &pb::TransferStatus) -> String {
     let c = t.counts.unwrap_or_default();
     let done = c.bytes_moved + c.bytes_skipped;
-    let pct = if c.bytes_total > 0 { done as f64 * 100.0 / c.bytes_total as f64 } else { 0.0 };
+    let pct = if c.bytes_total > 0 {
+        done as f64 * 100.0 / c.bytes_total as f64
+    } else {
+        0.0
+    };
     format!(
         "transfer {} {}: {}/{} objects, {} / {} ({pct:.0}%), {}/s, ETA {}s",
         t.transfer_id,

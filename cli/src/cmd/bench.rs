@@ -1,0 +1,394 @@
+//! `ferry bench`: figures measured by hand, never asserted by tests.
+//!
+//! `ferry bench relay` relays a generated data set between two sandbox S3
+//! endpoints through a coordinator and two agents (separate processes, mTLS),
+//! then, in the same run, copies the same data directly between the same two
+//! endpoints with `rclone` when it is installed, and prints both rates, their
+//! ratio, the processes' peak RSS, and what a re-run over unchanged data moves.
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ferry_common::pb::{self, transfers_client::TransfersClient};
+use ferry_common::pki::{self, PkiPlan};
+use ferry_common::tls::TlsPaths;
+use ferry_sandbox::s3::S3Server;
+use serde_json::json;
+
+use crate::output::bytes;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Relay throughput and memory against rclone's direct copy.
+    Relay(RelayBench),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RelayBench {
+    /// Total bytes to move, e.g. 2GiB, 512MiB.
+    #[arg(long, default_value = "2GiB", value_parser = parse_size)]
+    pub bytes: u64,
+    /// Number of objects the bytes are spread over.
+    #[arg(long, default_value_t = 64)]
+    pub objects: u64,
+    /// Relay chunk size (0: the default).
+    #[arg(long, default_value_t = 0)]
+    pub chunk_size: u64,
+    /// Objects in flight (0: the default); rclone gets the same `--transfers`.
+    #[arg(long, default_value_t = 0)]
+    pub parallelism: u32,
+    /// Keep the work directory here instead of a temporary one.
+    #[arg(long)]
+    pub workdir: Option<PathBuf>,
+}
+
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..split]
+        .parse()
+        .map_err(|_| format!("bad size {s:?}: use e.g. 512MiB, 2GiB"))?;
+    let unit = match s[split..].trim() {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        other => return Err(format!("bad size unit {other:?}: use B, KiB, MiB or GiB")),
+    };
+    Ok(n * unit)
+}
+
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<u8> {
+    match cmd {
+        BenchCommand::Relay(b) => relay(b).await,
+    }
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    /// Peak resident set size (VmHWM), in bytes.
+    fn peak_rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+}
+
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the ferry binary")?;
+    let path = exe.with_file_name(name);
+    if !path.exists() {
+        bail!(
+            "{} not found next to ferry; build all binaries (cargo build --release --bins)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn spawn(program: &Path, args: &[String], log: &Path) -> anyhow::Result<Proc> {
+    let log = std::fs::File::create(log)?;
+    let child = Command::new(program)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    Ok(Proc(child))
+}
+
+fn stores_file(dir: &Path, name: &str, s3: &S3Server, bucket: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(format!("stores-{name}.json"));
+    let body = json!({"stores": {"obc": {
+        "s3": {"endpoint": s3.endpoint(), "bucket": bucket, "region": s3.region(),
+               "access_key_id": s3.access_key(), "secret_access_key": s3.secret_key(), "allow_http": true},
+        "prefixes": ["data"]
+    }}});
+    std::fs::write(&path, body.to_string())?;
+    Ok(path)
+}
+
+/// Fills `bucket/data/` with `objects` objects totalling `total` bytes, streamed.
+async fn generate(s3: &S3Server, bucket: &str, total: u64, objects: u64) -> anyhow::Result<()> {
+    let objects = objects.max(1);
+    let each = total / objects;
+    for i in 0..objects {
+        let size = if i + 1 == objects {
+            total - each * (objects - 1)
+        } else {
+            each
+        };
+        let mut x = (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let pieces = futures::stream::iter((0..size.div_ceil(1 << 20)).map(move |p| {
+            let len = (size - p * (1 << 20)).min(1 << 20) as usize;
+            let mut v = Vec::with_capacity(len);
+            while v.len() < len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                v.extend_from_slice(&x.to_le_bytes());
+            }
+            v.truncate(len);
+            Ok::<_, std::io::Error>(bytes::Bytes::from(v))
+        }));
+        s3.put_object_stream(bucket, &format!("data/obj-{i:05}"), pieces)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn relay_once(
+    transfers: &mut TransfersClient<tonic::transport::Channel>,
+    id: &str,
+    b: &RelayBench,
+) -> anyhow::Result<(pb::TransferStatus, Duration)> {
+    let set = |cluster: &str| pb::ObjectSet {
+        cluster_id: cluster.into(),
+        store: "obc".into(),
+        prefix: "data".into(),
+    };
+    let started = Instant::now();
+    transfers
+        .start_transfer(pb::StartTransferRequest {
+            transfer_id: id.into(),
+            source: Some(set("a")),
+            target: Some(set("b")),
+            chunk_size: b.chunk_size,
+            parallelism: b.parallelism,
+        })
+        .await?;
+    loop {
+        let s = transfers
+            .get_transfer(pb::GetTransferRequest {
+                transfer_id: id.into(),
+            })
+            .await?
+            .into_inner();
+        if s.state != pb::TransferState::Running as i32 {
+            if s.state != pb::TransferState::Succeeded as i32 {
+                bail!("transfer {id} failed: {}", s.error);
+            }
+            return Ok((s, started.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn rate(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / d.as_secs_f64()
+}
+
+async fn relay(b: RelayBench) -> anyhow::Result<u8> {
+    let tmp = tempfile::tempdir()?;
+    let dir = b
+        .workdir
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&dir)?;
+    let pki_dir = dir.join("pki");
+    pki::init(
+        &pki_dir,
+        &PkiPlan {
+            clusters: vec!["a".into(), "b".into()],
+            clients: vec!["admin".into()],
+            ..PkiPlan::default()
+        },
+    )?;
+    let a = S3Server::start(dir.join("s3-a"), "bench-a", "bench-secret-a").await?;
+    let bs3 = S3Server::start(dir.join("s3-b"), "bench-b", "bench-secret-b").await?;
+    a.create_bucket("src").await?;
+    bs3.create_bucket("dst").await?;
+    bs3.create_bucket("dst-rclone").await?;
+    println!("generating {} in {} objects…", bytes(b.bytes), b.objects);
+    generate(&a, "src", b.bytes, b.objects).await?;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let url = format!("https://127.0.0.1:{port}");
+    let pki_arg = pki_dir.display().to_string();
+    let coordinator = spawn(
+        &sibling("ferry-coordinator")?,
+        &[
+            format!("--listen=127.0.0.1:{port}"),
+            format!("--pki-dir={pki_arg}"),
+            format!("--data-dir={}", dir.join("coordinator").display()),
+            "--role=admin=admin".into(),
+        ],
+        &dir.join("coordinator.log"),
+    )?;
+    let mut agents = vec![];
+    for (name, s3, bucket) in [("a", &a, "src"), ("b", &bs3, "dst")] {
+        let stores = stores_file(&dir, name, s3, bucket)?;
+        agents.push(spawn(
+            &sibling("ferry-agent")?,
+            &[
+                format!("--cluster-id={name}"),
+                format!("--coordinator={url}"),
+                format!("--pki-dir={pki_arg}"),
+                format!("--stores={}", stores.display()),
+                format!(
+                    "--state-dir={}",
+                    dir.join(format!("agent-{name}")).display()
+                ),
+                "--backoff-cap=1s".into(),
+            ],
+            &dir.join(format!("agent-{name}.log")),
+        )?);
+    }
+    let paths = TlsPaths::in_dir(&pki_dir, "client-admin");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let channel = loop {
+        match ferry_common::tls::connect(&url, &paths, None, Duration::from_secs(2)).await {
+            Ok(c) => break c,
+            Err(e) if Instant::now() > deadline => return Err(e.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let mut fleet = pb::fleet_client::FleetClient::new(channel.clone());
+    loop {
+        let agents = fleet
+            .list_agents(pb::ListAgentsRequest {})
+            .await?
+            .into_inner()
+            .agents;
+        if agents
+            .iter()
+            .filter(|x| x.state == pb::AgentState::Connected as i32)
+            .count()
+            == 2
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("agents did not connect; see logs in {}", dir.display());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut transfers = TransfersClient::new(channel);
+    println!("relaying through the coordinator…");
+    let (first, relay_time) = relay_once(&mut transfers, "bench-1", &b).await?;
+    let relay_rate = rate(b.bytes, relay_time);
+    let (again, _) = relay_once(&mut transfers, "bench-2", &b).await?;
+    let peaks: Vec<Option<u64>> = std::iter::once(&coordinator)
+        .chain(&agents)
+        .map(Proc::peak_rss)
+        .collect();
+
+    let parallelism = if b.parallelism == 0 { 4 } else { b.parallelism };
+    let rclone = match which("rclone") {
+        None => {
+            println!("rclone: not installed (apt-get install rclone); no baseline this run");
+            None
+        }
+        Some(rclone) => {
+            println!("copying directly with rclone…");
+            let remote = |p: &str, s3: &S3Server| {
+                vec![
+                    (format!("RCLONE_CONFIG_{p}_TYPE"), "s3".to_string()),
+                    (format!("RCLONE_CONFIG_{p}_PROVIDER"), "Other".into()),
+                    (
+                        format!("RCLONE_CONFIG_{p}_ENDPOINT"),
+                        s3.endpoint().to_string(),
+                    ),
+                    (
+                        format!("RCLONE_CONFIG_{p}_ACCESS_KEY_ID"),
+                        s3.access_key().to_string(),
+                    ),
+                    (
+                        format!("RCLONE_CONFIG_{p}_SECRET_ACCESS_KEY"),
+                        s3.secret_key().to_string(),
+                    ),
+                    (format!("RCLONE_CONFIG_{p}_REGION"), s3.region().to_string()),
+                    (format!("RCLONE_CONFIG_{p}_FORCE_PATH_STYLE"), "true".into()),
+                ]
+            };
+            let started = Instant::now();
+            let status = Command::new(rclone)
+                .args(["copy", "SRC:src/data", "DST:dst-rclone/data", "--transfers"])
+                .arg(parallelism.to_string())
+                .args([
+                    "--s3-upload-concurrency",
+                    "4",
+                    "--no-check-dest",
+                    "--retries",
+                    "1",
+                ])
+                .envs(remote("SRC", &a).into_iter().chain(remote("DST", &bs3)))
+                .env_remove("AWS_CA_BUNDLE")
+                .stdout(Stdio::null())
+                .status()
+                .context("running rclone")?;
+            if !status.success() {
+                bail!("rclone copy failed ({status})");
+            }
+            Some(rate(b.bytes, started.elapsed()))
+        }
+    };
+
+    let mib = |r: f64| r / (1 << 20) as f64;
+    println!();
+    println!(
+        "data: {} in {} objects; chunk {}; parallelism {parallelism}",
+        bytes(b.bytes),
+        b.objects,
+        if b.chunk_size == 0 {
+            "8 MiB".to_string()
+        } else {
+            bytes(b.chunk_size)
+        }
+    );
+    println!(
+        "relay:  {:.1} MiB/s ({:.2} s)",
+        mib(relay_rate),
+        relay_time.as_secs_f64()
+    );
+    if let Some(r) = rclone {
+        println!(
+            "rclone: {:.1} MiB/s (direct copy between the same endpoints)",
+            mib(r)
+        );
+        println!("ratio: {:.2}", relay_rate / r);
+    }
+    let names = ["coordinator", "agent a", "agent b"];
+    for (name, peak) in names.iter().zip(&peaks) {
+        println!("peak RSS {name}: {}", peak.map_or("unknown".into(), bytes));
+    }
+    println!(
+        "re-run over unchanged data: {} relayed ({:.3} % of the data), {} objects skipped",
+        bytes(again.bytes_relayed),
+        again.bytes_relayed as f64 * 100.0 / b.bytes as f64,
+        again.counts.unwrap_or_default().objects_skipped
+    );
+    let moved = first.counts.unwrap_or_default();
+    println!(
+        "first run: {} objects, {} moved, {} chunks rejected",
+        moved.objects_moved,
+        bytes(moved.bytes_moved),
+        moved.chunks_rejected
+    );
+    drop(agents);
+    drop(coordinator);
+    Ok(crate::exit::OK)
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
