@@ -1,1 +1,154 @@
-//! (under construction)
+//! Load (the L of ETL): pre-transformed CSV files into a registry's
+//! PostgreSQL, all or nothing.
+//!
+//! The caller streams the files' bytes as [`Chunk`]s (file after file, in
+//! dependency order) and [`load`] checks them against the Platform's file
+//! rules while it `COPY`s them into the target tables, in one transaction:
+//!
+//! * UTF-8 only; the first bad byte is reported with its offset and line.
+//! * A header row of snake_case column names; unknown columns, and missing
+//!   NOT NULL columns without a default, are refused.
+//! * Delimiter `,` or `;`, given in [`LoadSpec::delimiter`] or detected from
+//!   the header line.
+//! * An empty field is NULL; arrays are PostgreSQL literals (`{a,b}`).
+//! * `col::ref(lookup_col, ref_table, ref_col)` in the header: the file holds
+//!   `ref_table.lookup_col` (unique), `col` receives the matching
+//!   `ref_table.ref_col`. Rows of earlier files of the same load are seen;
+//!   rows of the same file are not. In the header, the delimiter inside
+//!   `ref(...)` does not split cells, so the cell needs no quotes.
+//! * Values are checked against the column types (see [`types`]) and sent
+//!   with COPY BINARY.
+//!
+//! On any refused value the transaction is rolled back and
+//! [`LoadError::Rejected`] lists the first [`LoadSpec::max_errors`] errors
+//! with file, line, column, value and reason. A load id is recorded in
+//! `ferry.load_ledger` in the same transaction: the same id again returns
+//! [`LoadStatus::AlreadyLoaded`] with the original counts and writes nothing.
+//! A dry run does everything, including PostgreSQL's own constraint checks,
+//! then rolls back. Dropping the future (or losing the connection) rolls
+//! back too.
+
+mod array;
+mod copy;
+mod datetime;
+mod error;
+mod header;
+mod ledger;
+mod numeric;
+mod plan;
+mod planning;
+mod reader;
+mod refs;
+mod run;
+mod schema;
+pub mod types;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+pub use error::{LoadError, Result, RowError};
+pub use ledger::{LEDGER_TABLE, lookup as ledger_lookup};
+pub use run::load;
+
+/// Default cap on the errors listed by a refused load.
+pub const DEFAULT_MAX_ERRORS: usize = 100;
+
+/// What to load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadSpec {
+    /// Idempotency key: a load id that was committed before is not loaded
+    /// again.
+    pub load_id: String,
+    /// Files in dependency order (referenced tables first).
+    pub files: Vec<FileSpec>,
+    /// `b','` or `b';'`; `None` detects it per file from the header line.
+    pub delimiter: Option<u8>,
+    /// Validate everything, write nothing.
+    pub dry_run: bool,
+    /// How many errors to list before giving up (at least 1).
+    pub max_errors: usize,
+}
+
+impl LoadSpec {
+    pub fn new(load_id: impl Into<String>, files: Vec<FileSpec>) -> Self {
+        LoadSpec {
+            load_id: load_id.into(),
+            files,
+            delimiter: None,
+            dry_run: false,
+            max_errors: DEFAULT_MAX_ERRORS,
+        }
+    }
+}
+
+/// One file and its target table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    /// Name used in errors and progress (e.g. the client's file name).
+    pub name: String,
+    /// Target table, optionally schema-qualified; resolved like PostgreSQL
+    /// resolves an unquoted name (search_path, lower case).
+    pub table: String,
+}
+
+impl FileSpec {
+    pub fn new(name: impl Into<String>, table: impl Into<String>) -> Self {
+        FileSpec {
+            name: name.into(),
+            table: table.into(),
+        }
+    }
+}
+
+/// A piece of file `file` (index into [`LoadSpec::files`]). Chunks of a file
+/// come in order, and all chunks of a file before those of the next; a file
+/// that gets no chunk at all is an empty file.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    pub file: usize,
+    pub data: Bytes,
+}
+
+/// Progress after each chunk, and once more when a file is done. Totals
+/// (for percentages and ETA) are the caller's: it knows the file sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// Index of the file being loaded.
+    pub file: usize,
+    /// Rows of that file checked and sent so far.
+    pub file_rows: u64,
+    /// Bytes of that file read so far.
+    pub file_bytes: u64,
+    pub total_rows: u64,
+    pub total_bytes: u64,
+    /// This file is complete (its COPY finished).
+    pub file_done: bool,
+}
+
+/// How a load ended when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadOutcome {
+    pub load_id: String,
+    pub status: LoadStatus,
+    pub files: Vec<FileOutcome>,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadStatus {
+    /// Committed now.
+    Loaded,
+    /// Nothing done: this id was committed before (counts are from then).
+    AlreadyLoaded { loaded_at: String },
+    /// Everything checked and rolled back.
+    DryRun,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileOutcome {
+    pub name: String,
+    pub table: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
