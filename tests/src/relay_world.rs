@@ -23,7 +23,7 @@ pub struct Clusters {
     agents: Vec<JoinHandle<Result<(), ferry_agent::Error>>>,
 }
 
-fn stores_json(s3: &S3Server, bucket: &str, prefixes: &[&str]) -> serde_json::Value {
+pub fn stores_json(s3: &S3Server, bucket: &str, prefixes: &[&str]) -> serde_json::Value {
     json!({"stores": {"obc": {
         "s3": {
             "endpoint": s3.endpoint(),

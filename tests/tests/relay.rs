@@ -290,3 +290,68 @@ async fn the_coordinator_killed_mid_transfer_resumes_it() -> anyhow::Result<()> 
     c.stop().await;
     Ok(())
 }
+
+/// The target's agent is SIGKILLed mid-transfer and started again: the
+/// re-delivered command resumes from what that agent had verified on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_killed_mid_transfer_resumes_from_its_disk_state() -> anyhow::Result<()> {
+    ferry_tests::init_logs();
+    let w = World::new(&["a", "b"], &["admin"])?;
+    let coord = coordinator(&w.pki, w.path("coordinator")).await?;
+    let url = coord.url();
+    let a = ferry_sandbox::s3::S3Server::start(w.path("s3-a"), "ka", "sa").await?;
+    let b = ferry_sandbox::s3::S3Server::start(w.path("s3-b"), "kb", "sb").await?;
+    a.create_bucket(SOURCE_BUCKET).await?;
+    b.create_bucket(TARGET_BUCKET).await?;
+    let mut total = 0u64;
+    for i in 0..4 {
+        a.put_object(SOURCE_BUCKET, &format!("data/obj-{i}"), content(i, 20 * MIB)).await?;
+        total += 20 * MIB as u64;
+    }
+    let agent = |cluster: &str, s3: &ferry_sandbox::s3::S3Server, bucket: &str| -> anyhow::Result<ferry_tests::Proc> {
+        let stores = w.path(&format!("stores-{cluster}.json"));
+        std::fs::write(&stores, ferry_tests::relay_world::stores_json(s3, bucket, &["data"]).to_string())?;
+        let mut args = vec![
+            "--cluster-id".to_string(),
+            cluster.into(),
+            "--coordinator".into(),
+            url.clone(),
+            "--pki-dir".into(),
+            w.pki.display().to_string(),
+            "--stores".into(),
+            stores.display().to_string(),
+            "--state-dir".into(),
+            w.path(&format!("state-{cluster}")).display().to_string(),
+            "--backoff-cap".into(),
+            "500ms".into(),
+            "--log-format".into(),
+            "json".into(),
+        ];
+        ferry_tests::Proc::spawn(&format!("agent-{cluster}"), &ferry_tests::bin("ferry-agent")?, &args, w.path(&format!("agent-{cluster}.log")))
+    };
+    let _a = agent("a", &a, SOURCE_BUCKET)?;
+    let mut sink = agent("b", &b, TARGET_BUCKET)?;
+    let mut client = eventually(Duration::from_secs(10), "the coordinator", || async { transfers(&url, &w.pki).await.ok() }).await?;
+    eventually(Duration::from_secs(20), "both agents", || async {
+        (coord.fleet.agents().ok()?.iter().filter(|x| x.state == pb::AgentState::Connected as i32).count() == 2).then_some(())
+    })
+    .await?;
+    client.start_transfer(request("agent-killed", 5 * MIB as u64, 2)).await?;
+    eventually(Duration::from_secs(60), "part of the transfer", || async {
+        let p = coord.relay.progress("agent-killed")?;
+        (p.bytes_relayed >= total / 3).then_some(())
+    })
+    .await?;
+    sink.kill9()?;
+    let before = coord.relay.progress("agent-killed").map_or(0, |p| p.bytes_relayed);
+    let _sink = agent("b", &b, TARGET_BUCKET)?;
+    let done = wait_transfer(&url, &w.pki, "agent-killed", Duration::from_secs(120)).await?;
+    assert_eq!(done.state, pb::TransferState::Succeeded as i32, "{}", done.error);
+    assert_eq!(digests(&a, SOURCE_BUCKET, "data/").await?, digests(&b, TARGET_BUCKET, "data/").await?);
+    let after = done.bytes_relayed.saturating_sub(before);
+    eprintln!("relayed {before} bytes before the kill and {after} after, for {total}");
+    assert!(after < total - before + 3 * 5 * MIB as u64 * 2, "the restarted sink did not resume: {after} bytes after the kill");
+    assert!(after < total, "everything was sent again");
+    coord.shutdown().await;
+    Ok(())
+}
