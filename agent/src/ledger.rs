@@ -19,7 +19,7 @@ const REMEMBER: usize = 10_000;
 enum Entry {
     Running,
     Done {
-        result: pb::CommandResult,
+        result: Box<pb::CommandResult>,
         acked: bool,
     },
 }
@@ -32,7 +32,7 @@ pub enum Admission {
     /// Already executing: do nothing more.
     AlreadyRunning,
     /// Already finished: answer with this result again.
-    AlreadyDone(pb::CommandResult),
+    AlreadyDone(Box<pb::CommandResult>),
 }
 
 #[derive(Default)]
@@ -80,7 +80,7 @@ impl Ledger {
                     inner.entries.insert(
                         result.id.clone(),
                         Entry::Done {
-                            result,
+                            result: Box::new(result),
                             acked: false,
                         },
                     );
@@ -131,7 +131,7 @@ impl Ledger {
         self.lock().entries.insert(
             result.id.clone(),
             Entry::Done {
-                result: result.clone(),
+                result: Box::new(result.clone()),
                 acked: false,
             },
         );
@@ -180,7 +180,7 @@ impl Ledger {
                 Some(Entry::Done {
                     result,
                     acked: false,
-                }) => Some(result.clone()),
+                }) => Some((**result).clone()),
                 _ => None,
             })
             .collect()
@@ -218,11 +218,17 @@ mod tests {
         assert_eq!(ledger.admit("c1"), Admission::AlreadyRunning);
         assert_eq!(ledger.in_flight(), ["c1"]);
         ledger.finish(&result("c1"))?;
-        assert_eq!(ledger.admit("c1"), Admission::AlreadyDone(result("c1")));
+        assert_eq!(
+            ledger.admit("c1"),
+            Admission::AlreadyDone(Box::new(result("c1")))
+        );
         assert_eq!(ledger.unacked(), [result("c1")]);
         ledger.ack("c1");
         assert!(ledger.unacked().is_empty());
-        assert_eq!(ledger.admit("c1"), Admission::AlreadyDone(result("c1")));
+        assert_eq!(
+            ledger.admit("c1"),
+            Admission::AlreadyDone(Box::new(result("c1")))
+        );
         Ok(())
     }
 
@@ -241,7 +247,10 @@ mod tests {
         }
         let ledger = Ledger::open(dir.path())?;
         assert_eq!(ledger.unacked(), [result("c1")]);
-        assert_eq!(ledger.admit("c1"), Admission::AlreadyDone(result("c1")));
+        assert_eq!(
+            ledger.admit("c1"),
+            Admission::AlreadyDone(Box::new(result("c1")))
+        );
         assert!(!dir.path().join("evil.result").exists());
         Ok(())
     }

@@ -167,7 +167,7 @@ fn on_message(
                 }
                 Admission::AlreadyDone(result) => {
                     tracing::info!(command_id = %id, "repeated delivery of a finished command; answering with its result");
-                    Some(up(Up::Result(result)))
+                    Some(up(Up::Result(*result)))
                 }
             }
         }

@@ -305,13 +305,24 @@ async fn an_agent_killed_mid_transfer_resumes_from_its_disk_state() -> anyhow::R
     b.create_bucket(TARGET_BUCKET).await?;
     let mut total = 0u64;
     for i in 0..4 {
-        a.put_object(SOURCE_BUCKET, &format!("data/obj-{i}"), content(i, 20 * MIB)).await?;
+        a.put_object(
+            SOURCE_BUCKET,
+            &format!("data/obj-{i}"),
+            content(i, 20 * MIB),
+        )
+        .await?;
         total += 20 * MIB as u64;
     }
-    let agent = |cluster: &str, s3: &ferry_sandbox::s3::S3Server, bucket: &str| -> anyhow::Result<ferry_tests::Proc> {
+    let agent = |cluster: &str,
+                 s3: &ferry_sandbox::s3::S3Server,
+                 bucket: &str|
+     -> anyhow::Result<ferry_tests::Proc> {
         let stores = w.path(&format!("stores-{cluster}.json"));
-        std::fs::write(&stores, ferry_tests::relay_world::stores_json(s3, bucket, &["data"]).to_string())?;
-        let mut args = vec![
+        std::fs::write(
+            &stores,
+            ferry_tests::relay_world::stores_json(s3, bucket, &["data"]).to_string(),
+        )?;
+        let args = vec![
             "--cluster-id".to_string(),
             cluster.into(),
             "--coordinator".into(),
@@ -327,30 +338,62 @@ async fn an_agent_killed_mid_transfer_resumes_from_its_disk_state() -> anyhow::R
             "--log-format".into(),
             "json".into(),
         ];
-        ferry_tests::Proc::spawn(&format!("agent-{cluster}"), &ferry_tests::bin("ferry-agent")?, &args, w.path(&format!("agent-{cluster}.log")))
+        ferry_tests::Proc::spawn(
+            &format!("agent-{cluster}"),
+            &ferry_tests::bin("ferry-agent")?,
+            &args,
+            w.path(&format!("agent-{cluster}.log")),
+        )
     };
     let _a = agent("a", &a, SOURCE_BUCKET)?;
     let mut sink = agent("b", &b, TARGET_BUCKET)?;
-    let mut client = eventually(Duration::from_secs(10), "the coordinator", || async { transfers(&url, &w.pki).await.ok() }).await?;
-    eventually(Duration::from_secs(20), "both agents", || async {
-        (coord.fleet.agents().ok()?.iter().filter(|x| x.state == pb::AgentState::Connected as i32).count() == 2).then_some(())
+    let mut client = eventually(Duration::from_secs(10), "the coordinator", || async {
+        transfers(&url, &w.pki).await.ok()
     })
     .await?;
-    client.start_transfer(request("agent-killed", 5 * MIB as u64, 2)).await?;
+    eventually(Duration::from_secs(20), "both agents", || async {
+        (coord
+            .fleet
+            .agents()
+            .ok()?
+            .iter()
+            .filter(|x| x.state == pb::AgentState::Connected as i32)
+            .count()
+            == 2)
+            .then_some(())
+    })
+    .await?;
+    client
+        .start_transfer(request("agent-killed", 5 * MIB as u64, 2))
+        .await?;
     eventually(Duration::from_secs(60), "part of the transfer", || async {
         let p = coord.relay.progress("agent-killed")?;
         (p.bytes_relayed >= total / 3).then_some(())
     })
     .await?;
     sink.kill9()?;
-    let before = coord.relay.progress("agent-killed").map_or(0, |p| p.bytes_relayed);
+    let before = coord
+        .relay
+        .progress("agent-killed")
+        .map_or(0, |p| p.bytes_relayed);
     let _sink = agent("b", &b, TARGET_BUCKET)?;
     let done = wait_transfer(&url, &w.pki, "agent-killed", Duration::from_secs(120)).await?;
-    assert_eq!(done.state, pb::TransferState::Succeeded as i32, "{}", done.error);
-    assert_eq!(digests(&a, SOURCE_BUCKET, "data/").await?, digests(&b, TARGET_BUCKET, "data/").await?);
+    assert_eq!(
+        done.state,
+        pb::TransferState::Succeeded as i32,
+        "{}",
+        done.error
+    );
+    assert_eq!(
+        digests(&a, SOURCE_BUCKET, "data/").await?,
+        digests(&b, TARGET_BUCKET, "data/").await?
+    );
     let after = done.bytes_relayed.saturating_sub(before);
     eprintln!("relayed {before} bytes before the kill and {after} after, for {total}");
-    assert!(after < total - before + 3 * 5 * MIB as u64 * 2, "the restarted sink did not resume: {after} bytes after the kill");
+    assert!(
+        after < total - before + 3 * 5 * MIB as u64 * 2,
+        "the restarted sink did not resume: {after} bytes after the kill"
+    );
     assert!(after < total, "everything was sent again");
     coord.shutdown().await;
     Ok(())
