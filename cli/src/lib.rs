@@ -47,6 +47,9 @@ pub enum Command {
     /// Sync objects from one cluster's store to another's through the relay.
     #[command(subcommand)]
     Transfer(cmd::transfer::TransferCommand),
+    /// Load CSV files into a cluster's registry database, all or nothing.
+    #[command(subcommand)]
+    Load(cmd::load::LoadCommand),
     /// Measure throughput and memory (figures for docs/benchmarks.md).
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -77,6 +80,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Ping(a) => cmd::commands::ping(&cli.client, a, cli.output).await,
         Command::Command(c) => cmd::commands::command(&cli.client, c, cli.output).await,
         Command::Transfer(c) => cmd::transfer::run(&cli.client, c, cli.output).await,
+        Command::Load(c) => cmd::load::run(&cli.client, c, cli.output).await,
         Command::Bench(c) => cmd::bench::run(c).await,
     };
     match result {

@@ -97,6 +97,9 @@ pub fn command_json(c: &pb::CommandStatus) -> Value {
             Some(pb::command_output::Kind::Relay(r)) => {
                 json!({"relay": counts_json(&r.counts.unwrap_or_default())})
             }
+            Some(pb::command_output::Kind::Load(l)) => {
+                json!({"load": {"rows": l.rows, "bytes": l.bytes, "errors": l.errors.len()}})
+            }
             None => Value::Null,
         },
         Some(pb::command_result::Outcome::Error(e)) => json!({"error": e.message}),

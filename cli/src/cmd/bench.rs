@@ -22,6 +22,8 @@ use crate::output::bytes;
 pub enum BenchCommand {
     /// Relay throughput and memory against rclone's direct copy.
     Relay(RelayBench),
+    /// Load throughput through Ferry against `psql \copy`.
+    Load(crate::cmd::bench_load::LoadBench),
 }
 
 #[derive(Debug, clap::Args)]
@@ -62,6 +64,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<u8> {
     match cmd {
         BenchCommand::Relay(b) => relay(b).await,
+        BenchCommand::Load(b) => crate::cmd::bench_load::run(b).await,
     }
 }
 
@@ -102,6 +105,9 @@ fn spawn(program: &Path, args: &[String], log: &Path) -> anyhow::Result<Proc> {
     let child = Command::new(program)
         .args(args)
         .env("RUST_LOG", "warn")
+        // As deployed (deploy/ charts): chunk buffers go back to the OS when
+        // freed instead of staying in glibc's arenas (docs/benchmarks.md).
+        .env("MALLOC_MMAP_THRESHOLD_", "131072")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

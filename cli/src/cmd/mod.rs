@@ -1,7 +1,9 @@
 pub mod agents;
 pub mod bench;
+pub mod bench_load;
 pub mod commands;
 pub mod demo;
+pub mod load;
 pub mod pki;
 pub mod sandbox;
 pub mod transfer;

@@ -13,9 +13,22 @@ use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 use s3s_fs::FileSystem;
 
 #[derive(Clone)]
-pub(crate) struct SharedFs(pub(crate) Arc<FileSystem>);
+pub(crate) struct SharedFs(pub(crate) Arc<FileSystem>, pub(crate) std::path::PathBuf);
 
 impl SharedFs {
+    /// A key that is a directory on disk (other keys live under it, as
+    /// `a` under `a/b`) is no object: S3 answers 404, not 500. Clients such
+    /// as rclone probe such keys and retry a 500 for seconds.
+    fn no_such_key_if_directory(&self, bucket: &str, key: &str) -> S3Result<()> {
+        if key.is_empty() || key.split('/').any(|s| s == ".." || s == ".") {
+            return Ok(());
+        }
+        if self.1.join(bucket).join(key).is_dir() {
+            return Err(s3_error!(NoSuchKey));
+        }
+        Ok(())
+    }
+
     /// Real S3 refuses writes into a missing bucket; `s3s-fs` would create the
     /// directory on the fly, so the check is made here.
     async fn require_bucket(&self, bucket: &str) -> S3Result<()> {
@@ -86,6 +99,7 @@ impl S3 for SharedFs {
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
+        self.no_such_key_if_directory(&req.input.bucket, &req.input.key)?;
         self.0.get_object(req).await
     }
     async fn head_bucket(
@@ -98,6 +112,7 @@ impl S3 for SharedFs {
         &self,
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
+        self.no_such_key_if_directory(&req.input.bucket, &req.input.key)?;
         self.0.head_object(req).await
     }
     async fn list_buckets(

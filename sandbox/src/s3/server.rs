@@ -86,7 +86,7 @@ impl S3Server {
         })?;
         let fs = Arc::new(fs);
 
-        let mut builder = S3ServiceBuilder::new(SharedFs(fs.clone()));
+        let mut builder = S3ServiceBuilder::new(SharedFs(fs.clone(), config.root.clone()));
         builder.set_auth(SimpleAuth::from_single(
             config.access_key.clone(),
             config.secret_key.clone(),
@@ -212,6 +212,9 @@ async fn serve(
                 }
             },
         };
+        // Small response writes must not wait for delayed ACKs (Nagle): clients
+        // that read object bodies in pieces would otherwise stall 40 ms a piece.
+        let _ = stream.set_nodelay(true);
         let service = service.clone();
         let faults = faults.clone();
         let handler = service_fn(move |req: http::Request<hyper::body::Incoming>| {

@@ -1,0 +1,541 @@
+//! `ferry load`: stream CSV files from disk into a cluster's registry
+//! database through the coordinator, and follow loads.
+//!
+//! Exit codes: 0 loaded (or already loaded, or dry run passed); 1 the data
+//! was rejected or the load failed; 3 refused (role, precondition such as a
+//! load of the same id running); 4 coordinator unreachable.
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, bail};
+use ferry_common::pb::{self, LoadState, load_event::Event, loads_client::LoadsClient};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+
+use crate::output::{self, OutputFormat};
+use crate::{ClientArgs, exit};
+
+/// Bytes read from disk per chunk: nothing is staged beyond one chunk per file.
+const READ_SIZE: usize = 256 * 1024;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum LoadCommand {
+    /// Load files into a cluster's database, all or nothing, and follow it.
+    Start(StartArgs),
+    /// Show a load.
+    Get { id: String },
+    /// List loads.
+    List,
+    /// Follow a load until it ends.
+    Watch { id: String },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    /// Cluster whose agent loads the files.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Database name in that agent's configuration (`--database name=url`).
+    #[arg(long)]
+    pub database: Option<String>,
+    /// `path=table`, repeatable, in dependency order (referenced tables first).
+    #[arg(long = "file", value_parser = parse_file)]
+    pub files: Vec<(PathBuf, String)>,
+    /// JSON: {"cluster", "database", "delimiter", "files": [{"path", "table"}]};
+    /// paths relative to the manifest. Flags given as well win.
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// The load's id; the same id again loads nothing twice. Default: a new one.
+    #[arg(long, default_value = "")]
+    pub id: String,
+    /// `,` or `;`; default: detected from each file's header.
+    #[arg(long)]
+    pub delimiter: Option<char>,
+    /// Check everything, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Errors to list before giving up (0: the default, 100).
+    #[arg(long, default_value_t = 0)]
+    pub max_errors: u32,
+}
+
+fn parse_file(s: &str) -> Result<(PathBuf, String), String> {
+    match s.rsplit_once('=') {
+        Some((p, t)) if !p.is_empty() && !t.is_empty() => Ok((PathBuf::from(p), t.to_string())),
+        _ => Err(format!("bad file {s:?}: use path=table")),
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    cluster: Option<String>,
+    database: Option<String>,
+    delimiter: Option<String>,
+    #[serde(default)]
+    files: Vec<ManifestFile>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestFile {
+    path: PathBuf,
+    table: String,
+}
+
+pub async fn run(client: &ClientArgs, cmd: LoadCommand, out: OutputFormat) -> anyhow::Result<u8> {
+    let mut loads = LoadsClient::new(client.channel().await?);
+    match cmd {
+        LoadCommand::Start(args) => {
+            let status = start(&mut loads, args, out).await?;
+            Ok(print(&status, out))
+        }
+        LoadCommand::Get { id } => {
+            let l = loads
+                .get_load(pb::GetLoadRequest { load_id: id })
+                .await?
+                .into_inner();
+            Ok(print(&l, out))
+        }
+        LoadCommand::List => {
+            let list = loads
+                .list_loads(pb::ListLoadsRequest {})
+                .await?
+                .into_inner();
+            match out {
+                OutputFormat::Json => output::print_json(
+                    &json!({"loads": list.loads.iter().map(load_json).collect::<Vec<_>>()}),
+                ),
+                OutputFormat::Table => {
+                    let rows: Vec<Vec<String>> = list
+                        .loads
+                        .iter()
+                        .map(|l| {
+                            let s = l.spec.clone().unwrap_or_default();
+                            vec![
+                                l.load_id.clone(),
+                                state(l.state).into(),
+                                s.cluster_id,
+                                s.database,
+                                l.rows.to_string(),
+                                l.attempt.to_string(),
+                            ]
+                        })
+                        .collect();
+                    println!(
+                        "{}",
+                        output::table(
+                            &["ID", "STATE", "CLUSTER", "DATABASE", "ROWS", "ATTEMPTS"],
+                            &rows
+                        )
+                    );
+                }
+            }
+            Ok(exit::OK)
+        }
+        LoadCommand::Watch { id } => {
+            let mut stream = loads
+                .watch_load(pb::GetLoadRequest { load_id: id })
+                .await?
+                .into_inner();
+            let mut bar = Bar::new(out);
+            let mut last = None;
+            while let Some(l) = stream.next().await {
+                let l = l?;
+                if let Some(p) = &l.progress {
+                    bar.show(&l.load_id, p);
+                }
+                last = Some(l);
+            }
+            bar.done();
+            let l = last.context("the coordinator ended the watch without a status")?;
+            Ok(print(&l, out))
+        }
+    }
+}
+
+/// Merges the manifest and the flags into a spec and the files to read.
+fn plan(args: StartArgs) -> anyhow::Result<(pb::LoadSpec, Vec<PathBuf>)> {
+    let manifest = match &args.manifest {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading manifest {}", path.display()))?;
+            let m: Manifest = serde_json::from_str(&text).with_context(|| {
+                format!("manifest {} is not a valid load manifest", path.display())
+            })?;
+            let base = path.parent().unwrap_or(Path::new("."));
+            let files = m
+                .files
+                .iter()
+                .map(|f| (base.join(&f.path), f.table.clone()))
+                .collect();
+            (m, files)
+        }
+        None => (Manifest::default(), vec![]),
+    };
+    let (m, manifest_files) = manifest;
+    let files = if args.files.is_empty() {
+        manifest_files
+    } else {
+        args.files
+    };
+    if files.is_empty() {
+        bail!("name the files to load: --file path=table (repeatable) or --manifest load.json");
+    }
+    let cluster = args
+        .cluster
+        .or(m.cluster)
+        .context("name the cluster: --cluster")?;
+    let database = args
+        .database
+        .or(m.database)
+        .context("name the database: --database")?;
+    let delimiter = args
+        .delimiter
+        .map(String::from)
+        .or(m.delimiter)
+        .unwrap_or_default();
+    let mut specs = vec![];
+    for (path, table) in &files {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        specs.push(pb::LoadFile {
+            name: path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+            table: table.clone(),
+            size: meta.len(),
+        });
+    }
+    let load_id = if args.id.is_empty() {
+        new_id()
+    } else {
+        args.id
+    };
+    let spec = pb::LoadSpec {
+        load_id,
+        cluster_id: cluster,
+        database,
+        files: specs,
+        delimiter,
+        dry_run: args.dry_run,
+        max_errors: args.max_errors,
+    };
+    Ok((spec, files.into_iter().map(|(p, _)| p).collect()))
+}
+
+fn new_id() -> String {
+    let bytes: [u8; 8] = rand_bytes();
+    format!(
+        "load-{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+fn rand_bytes() -> [u8; 8] {
+    // Time and pid are unique enough for an id the user may also choose.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (nanos ^ (u64::from(std::process::id()) << 40)).to_be_bytes()
+}
+
+/// The upload: the spec, then each file read from disk chunk by chunk, then
+/// `end`. A read error ends the stream without `end` (so the agent rolls
+/// back) and is kept in `failure` for the message.
+fn upload(
+    spec: pb::LoadSpec,
+    paths: Vec<PathBuf>,
+    failure: Arc<Mutex<Option<String>>>,
+) -> impl futures::Stream<Item = pb::LoadUpload> + Send + 'static {
+    use pb::load_upload::Msg;
+    struct State {
+        spec: Option<pb::LoadSpec>,
+        paths: Vec<PathBuf>,
+        idx: usize,
+        file: Option<tokio::fs::File>,
+        sent: u64,
+        done: bool,
+        failure: Arc<Mutex<Option<String>>>,
+    }
+    impl State {
+        fn fail(&mut self, message: String) -> Option<pb::LoadUpload> {
+            if let Ok(mut f) = self.failure.lock() {
+                *f = Some(message);
+            }
+            self.done = true;
+            None
+        }
+
+        async fn next(&mut self) -> Option<pb::LoadUpload> {
+            if let Some(spec) = self.spec.take() {
+                return Some(pb::LoadUpload {
+                    msg: Some(Msg::Spec(spec)),
+                });
+            }
+            while !self.done {
+                let Some(path) = self.paths.get(self.idx).cloned() else {
+                    self.done = true;
+                    let end = pb::LoadEnd { bytes: self.sent };
+                    return Some(pb::LoadUpload {
+                        msg: Some(Msg::End(end)),
+                    });
+                };
+                let file = match self.file.as_mut() {
+                    Some(f) => f,
+                    None => match tokio::fs::File::open(&path).await {
+                        Ok(f) => self.file.insert(f),
+                        Err(e) => return self.fail(format!("cannot open {}: {e}", path.display())),
+                    },
+                };
+                let mut buf = vec![0u8; READ_SIZE];
+                match file.read(&mut buf).await {
+                    Ok(0) => {
+                        self.file = None;
+                        self.idx += 1;
+                    }
+                    Ok(n) => {
+                        buf.truncate(n);
+                        self.sent += n as u64;
+                        let chunk = pb::LoadChunk {
+                            file: self.idx as u32,
+                            data: buf.into(),
+                        };
+                        return Some(pb::LoadUpload {
+                            msg: Some(Msg::Chunk(chunk)),
+                        });
+                    }
+                    Err(e) => return self.fail(format!("cannot read {}: {e}", path.display())),
+                }
+            }
+            None
+        }
+    }
+    let state = State {
+        spec: Some(spec),
+        paths,
+        idx: 0,
+        file: None,
+        sent: 0,
+        done: false,
+        failure,
+    };
+    futures::stream::unfold(state, |mut s| async move { s.next().await.map(|m| (m, s)) })
+}
+
+/// Streams the files and follows the load to its end (progress on stderr
+/// for `Table`); returns how it ended.
+pub async fn start(
+    loads: &mut LoadsClient<tonic::transport::Channel>,
+    args: StartArgs,
+    out: OutputFormat,
+) -> anyhow::Result<pb::LoadStatus> {
+    let (spec, paths) = plan(args)?;
+    let id = spec.load_id.clone();
+    let failure = Arc::new(Mutex::new(None));
+    let mut events = loads
+        .start_load(upload(spec, paths, failure.clone()))
+        .await
+        .with_context(|| format!("starting load {id}"))?
+        .into_inner();
+    let mut bar = Bar::new(out);
+    let mut last = None;
+    loop {
+        let event = match events.message().await {
+            Ok(Some(e)) => e,
+            Ok(None) => break,
+            Err(status) => {
+                bar.done();
+                if let Ok(Some(f)) = failure.lock().map(|f| f.clone()) {
+                    bail!("load {id}: {f}; nothing was loaded");
+                }
+                return Err(anyhow::Error::from(status).context(format!(
+                    "load {id}: the link to the coordinator broke; see `ferry load get {id}`, and start it again with `--id {id}` if it did not load"
+                )));
+            }
+        };
+        match event.event {
+            Some(Event::Accepted(a)) if out == OutputFormat::Table && !bar.tty => {
+                eprintln!(
+                    "load {}: accepted (attempt {}, command {})",
+                    a.load_id, a.attempt, a.command_id
+                );
+            }
+            Some(Event::Progress(p)) => bar.show(&id, &p),
+            Some(Event::Finished(s) | Event::Rejected(s) | Event::Failed(s)) => last = Some(s),
+            Some(Event::Accepted(_)) | None => {}
+        }
+    }
+    bar.done();
+    last.with_context(|| format!("load {id}: the coordinator ended the call without an outcome; see `ferry load get {id}`"))
+}
+
+/// A progress bar on a terminal; one line per update otherwise; nothing for JSON.
+struct Bar {
+    tty: bool,
+    on: bool,
+}
+
+impl Bar {
+    fn new(out: OutputFormat) -> Self {
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            on: out == OutputFormat::Table,
+        }
+    }
+
+    fn show(&mut self, id: &str, p: &pb::LoadProgress) {
+        if !self.on {
+            return;
+        }
+        let pct = if p.bytes_total > 0 {
+            p.bytes_done as f64 * 100.0 / p.bytes_total as f64
+        } else {
+            0.0
+        };
+        let text = format!(
+            "load {id}: {} rows, {} / {} ({pct:.0}%), {:.0} rows/s, ETA {}s",
+            p.rows,
+            output::bytes(p.bytes_done),
+            output::bytes(p.bytes_total),
+            p.rate_rows_per_sec,
+            p.eta_ms / 1000
+        );
+        if self.tty {
+            let filled = (pct / 5.0).round().clamp(0.0, 20.0) as usize;
+            eprint!(
+                "\r\x1b[2K[{}{}] {text}",
+                "#".repeat(filled),
+                ".".repeat(20 - filled)
+            );
+            let _ = std::io::stderr().flush();
+        } else {
+            eprintln!("{text}");
+        }
+    }
+
+    fn done(&mut self) {
+        if self.on && self.tty {
+            eprintln!();
+        }
+        self.on = false;
+    }
+}
+
+pub fn state(s: i32) -> &'static str {
+    match LoadState::try_from(s) {
+        Ok(LoadState::Running) => "running",
+        Ok(LoadState::Loaded) => "loaded",
+        Ok(LoadState::AlreadyLoaded) => "already-loaded",
+        Ok(LoadState::DryRunPassed) => "dry-run-passed",
+        Ok(LoadState::Rejected) => "rejected",
+        Ok(LoadState::Failed) => "failed",
+        _ => "unknown",
+    }
+}
+
+/// `file:line: column: value: reason`, leaving out what is not known.
+pub fn row_error_line(e: &pb::LoadRowError) -> String {
+    let mut s = e.file.clone();
+    if e.line > 0 {
+        s.push_str(&format!(":{}", e.line));
+    }
+    for part in [&e.column, &e.value] {
+        if !part.is_empty() {
+            s.push_str(&format!(": {part}"));
+        }
+    }
+    s.push_str(&format!(": {}", e.reason));
+    s
+}
+
+pub fn load_json(l: &pb::LoadStatus) -> Value {
+    let s = l.spec.clone().unwrap_or_default();
+    json!({
+        "load_id": l.load_id,
+        "state": state(l.state),
+        "cluster_id": s.cluster_id,
+        "database": s.database,
+        "dry_run": s.dry_run,
+        "rows": l.rows,
+        "bytes": l.bytes,
+        "files": l.files.iter().map(|f| json!({"name": f.name, "table": f.table, "rows": f.rows, "bytes": f.bytes})).collect::<Vec<_>>(),
+        "errors": l.errors.iter().map(|e| json!({"file": e.file, "line": e.line, "column": e.column, "value": e.value, "reason": e.reason})).collect::<Vec<_>>(),
+        "errors_truncated": l.errors_truncated,
+        "error": l.error,
+        "attempt": l.attempt,
+        "command_id": l.command_id,
+        "loaded_at": l.loaded_at,
+        "started_at_unix_ms": l.started_at_unix_ms,
+        "finished_at_unix_ms": l.finished_at_unix_ms,
+    })
+}
+
+fn print(l: &pb::LoadStatus, out: OutputFormat) -> u8 {
+    match out {
+        OutputFormat::Json => output::print_json(&load_json(l)),
+        OutputFormat::Table => {
+            println!(
+                "load {}: {}, {} rows, {}",
+                l.load_id,
+                state(l.state),
+                l.rows,
+                output::bytes(l.bytes)
+            );
+            for f in &l.files {
+                println!("  {} -> {}: {} rows", f.name, f.table, f.rows);
+            }
+            for e in &l.errors {
+                println!("{}", row_error_line(e));
+            }
+            if l.errors_truncated {
+                println!("(more errors not listed; raise --max-errors to see them)");
+            }
+            if !l.error.is_empty() {
+                println!("error: {}", l.error);
+            }
+        }
+    }
+    match LoadState::try_from(l.state) {
+        Ok(LoadState::Rejected | LoadState::Failed) => exit::FAILED,
+        _ => exit::OK,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_errors_read_file_line_column_value_reason() {
+        let e = pb::LoadRowError {
+            file: "items.csv".into(),
+            line: 3,
+            column: "price".into(),
+            value: "twelve".into(),
+            reason: "not a number".into(),
+        };
+        assert_eq!(
+            row_error_line(&e),
+            "items.csv:3: price: twelve: not a number"
+        );
+        let whole_file = pb::LoadRowError {
+            file: "empty.csv".into(),
+            reason: "no header".into(),
+            ..Default::default()
+        };
+        assert_eq!(row_error_line(&whole_file), "empty.csv: no header");
+    }
+
+    #[test]
+    fn files_are_path_equals_table() {
+        assert_eq!(
+            parse_file("dir/a=b.csv=item"),
+            Ok((PathBuf::from("dir/a=b.csv"), "item".into()))
+        );
+        assert!(parse_file("items.csv").is_err());
+    }
+}
