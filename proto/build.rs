@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "ferry/v1/link.proto",
         "ferry/v1/fleet.proto",
         "ferry/v1/relay.proto",
+        "ferry/v1/load.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

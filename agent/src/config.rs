@@ -18,6 +18,33 @@ fn parse_registry(s: &str) -> Result<pb::RegistryFacts, String> {
     })
 }
 
+/// A database this agent may load into: `name=postgres://user@host:port/db`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    pub name: String,
+    pub url: String,
+}
+
+/// The URL may hold a password: never print it.
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}=<url>", self.name)
+    }
+}
+
+fn parse_database(s: &str) -> Result<DatabaseUrl, String> {
+    match s.split_once('=') {
+        Some((name, url)) if !name.trim().is_empty() && !url.trim().is_empty() => Ok(DatabaseUrl {
+            name: name.trim().into(),
+            url: url.trim().into(),
+        }),
+        _ => Err(format!(
+            "bad database {:?}: use name=postgres://user@host:port/dbname",
+            s.split_once('=').map_or(s, |(n, _)| n)
+        )),
+    }
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentConfig {
     /// This agent's cluster id; must match its certificate (spiffe://ferry/cluster/<id>).
@@ -69,6 +96,10 @@ pub struct AgentConfig {
     /// Registries reported when no cluster probe is configured, `name=version`.
     #[arg(long = "registry", env = "FERRY_REGISTRIES", value_delimiter = ',', value_parser = parse_registry)]
     pub registries: Vec<pb::RegistryFacts>,
+    /// A database loads may target, `name=postgres://…` (repeatable). In a
+    /// cluster this will come from the registry's database secret.
+    #[arg(long = "database", env = "FERRY_DATABASES", value_delimiter = ',', value_parser = parse_database)]
+    pub databases: Vec<DatabaseUrl>,
     #[arg(long, env = "FERRY_LOG_FORMAT", default_value = "human")]
     pub log_format: LogFormat,
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
@@ -113,6 +144,7 @@ impl AgentConfig {
             backoff_cap: Duration::from_secs(5),
             platform_version: String::new(),
             registries: vec![],
+            databases: vec![],
             log_format: LogFormat::Human,
             otlp_endpoint: None,
         }

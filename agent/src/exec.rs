@@ -31,6 +31,9 @@ pub async fn execute(ctx: &RelayContext, command: pb::Command) -> pb::CommandRes
                 })
             })
             .map_err(|e| e.to_string()),
+        Some(Kind::Load(c)) => crate::load_exec::run_load(ctx, &command.id, &c)
+            .await
+            .map(Out::Load),
         Some(Kind::Ping(p)) => {
             tokio::time::sleep(Duration::from_millis(p.delay_ms).min(MAX_PING_DELAY)).await;
             Ok(Out::Ping(pb::PingOutput { payload: p.payload }))

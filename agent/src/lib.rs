@@ -9,6 +9,7 @@ pub mod facts;
 pub mod keycloak;
 pub mod ledger;
 pub mod load;
+pub mod load_exec;
 pub mod objects;
 pub mod platform;
 pub mod relay;

@@ -24,6 +24,10 @@ pub enum Error {
     UnknownCommand(String),
     #[error("invalid request: {0}")]
     Invalid(String),
+    #[error("no load {0}; list loads with `ferry load list`")]
+    UnknownLoad(String),
+    #[error("{0}")]
+    Precondition(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -32,8 +36,12 @@ impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
         let message = e.to_string();
         match e {
-            Error::UnknownAgent(_) | Error::UnknownCommand(_) => tonic::Status::not_found(message),
-            Error::AgentConnected(_) => tonic::Status::failed_precondition(message),
+            Error::UnknownAgent(_) | Error::UnknownCommand(_) | Error::UnknownLoad(_) => {
+                tonic::Status::not_found(message)
+            }
+            Error::AgentConnected(_) | Error::Precondition(_) => {
+                tonic::Status::failed_precondition(message)
+            }
             Error::Invalid(_) => tonic::Status::invalid_argument(message),
             Error::Store { .. }
             | Error::Corrupt { .. }

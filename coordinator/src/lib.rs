@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod fleet;
 pub mod link;
+pub mod load;
 pub mod relay;
 pub mod server;
 pub mod store;

@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ferry_common::pb::{
-    agent_link_server::AgentLinkServer, fleet_server::FleetServer, relay_server::RelayServer,
+    agent_link_server::AgentLinkServer, fleet_server::FleetServer,
+    load_data_server::LoadDataServer, loads_server::LoadsServer, relay_server::RelayServer,
     transfers_server::TransfersServer,
 };
 use ferry_common::tls::{ReloadingServerConfig, incoming};
@@ -15,6 +16,7 @@ use crate::api::FleetApi;
 use crate::auth::Authorizer;
 use crate::fleet::Fleet;
 use crate::link::LinkService;
+use crate::load::{LoadDataService, LoadHub, LoadsApi};
 use crate::relay::{RelayHub, RelayService, TransfersApi};
 use crate::store::Store;
 use crate::{CoordinatorConfig, Error, Result};
@@ -59,7 +61,9 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
         shutdown.child_token(),
     ));
     let auth = Arc::new(Authorizer::new(&config.roles));
-    let transfers = TransfersApi::new(fleet.clone(), relay.clone(), store, auth.clone())?;
+    let transfers = TransfersApi::new(fleet.clone(), relay.clone(), store.clone(), auth.clone())?;
+    let load_hub = Arc::new(LoadHub::default());
+    let loads = LoadsApi::new(fleet.clone(), load_hub.clone(), store, auth.clone())?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -77,6 +81,10 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
     health.set_serving::<FleetServer<FleetApi>>().await;
     health.set_serving::<RelayServer<RelayService>>().await;
     health.set_serving::<TransfersServer<TransfersApi>>().await;
+    health.set_serving::<LoadsServer<LoadsApi>>().await;
+    health
+        .set_serving::<LoadDataServer<LoadDataService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(ferry_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -94,7 +102,9 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
         .add_service(AgentLinkServer::new(LinkService::new(fleet.clone())))
         .add_service(FleetServer::new(FleetApi::new(fleet.clone(), auth)))
         .add_service(relay_service)
-        .add_service(TransfersServer::new(transfers));
+        .add_service(TransfersServer::new(transfers))
+        .add_service(LoadsServer::new(loads))
+        .add_service(LoadDataServer::new(LoadDataService { hub: load_hub }));
     let conns = incoming(listener, tls, shutdown.child_token());
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {

@@ -20,6 +20,8 @@ const REQUESTS: TableDefinition<&str, &str> = TableDefinition::new("command_requ
 const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
 /// transfer id → `TransferStatus`
 const TRANSFERS: TableDefinition<&str, &[u8]> = TableDefinition::new("transfers");
+/// load id → `LoadStatus`
+const LOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("loads");
 
 #[derive(Clone)]
 pub struct Store {
@@ -48,6 +50,7 @@ impl Store {
             tx.open_table(REQUESTS)?;
             tx.open_table(AGENTS)?;
             tx.open_table(TRANSFERS)?;
+            tx.open_table(LOADS)?;
             Ok(())
         })?;
         Ok(store)
@@ -209,6 +212,36 @@ impl Store {
     pub fn transfers(&self) -> Result<Vec<pb::TransferStatus>> {
         let rows = self.read(|tx| {
             let t = tx.open_table(TRANSFERS)?;
+            let mut rows = vec![];
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                rows.push((k.value().to_string(), v.value().to_vec()));
+            }
+            Ok(rows)
+        })?;
+        rows.iter().map(|(k, v)| decode(k, v)).collect()
+    }
+}
+
+impl Store {
+    pub fn put_load(&self, l: &pb::LoadStatus) -> Result<()> {
+        let bytes = l.encode_to_vec();
+        self.write(|tx| {
+            tx.open_table(LOADS)?
+                .insert(l.load_id.as_str(), bytes.as_slice())?;
+            Ok(())
+        })
+    }
+
+    pub fn load(&self, id: &str) -> Result<Option<pb::LoadStatus>> {
+        let bytes =
+            self.read(|tx| Ok(tx.open_table(LOADS)?.get(id)?.map(|v| v.value().to_vec())))?;
+        bytes.map(|b| decode(id, &b)).transpose()
+    }
+
+    pub fn loads(&self) -> Result<Vec<pb::LoadStatus>> {
+        let rows = self.read(|tx| {
+            let t = tx.open_table(LOADS)?;
             let mut rows = vec![];
             for entry in t.iter()? {
                 let (k, v) = entry?;

@@ -56,7 +56,9 @@ impl Clusters {
             config.backoff_cap = Duration::from_millis(500);
             agents.push(tokio::spawn(ferry_agent::run(config, stop.clone())));
         }
-        Ok(Self { a, b, stop, agents })
+        let clusters = Self { a, b, stop, agents };
+        wait_connected(url, pki, &["a", "b"]).await?;
+        Ok(clusters)
     }
 
     pub async fn stop(self) {
@@ -65,6 +67,35 @@ impl Clusters {
             let _ = a.await;
         }
     }
+}
+
+/// Waits until the coordinator at `url` lists every one of `clusters` connected.
+pub async fn wait_connected(url: &str, pki: &Path, clusters: &[&str]) -> anyhow::Result<()> {
+    crate::eventually(Duration::from_secs(20), "agents connected", || async {
+        let channel = ferry_common::tls::connect(
+            url,
+            &TlsPaths::in_dir(pki, "client-admin"),
+            None,
+            Duration::from_secs(2),
+        )
+        .await
+        .ok()?;
+        let agents = pb::fleet_client::FleetClient::new(channel)
+            .list_agents(pb::ListAgentsRequest {})
+            .await
+            .ok()?
+            .into_inner()
+            .agents;
+        clusters
+            .iter()
+            .all(|c| {
+                agents
+                    .iter()
+                    .any(|a| a.cluster_id == *c && a.state == pb::AgentState::Connected as i32)
+            })
+            .then_some(())
+    })
+    .await
 }
 
 /// An in-process coordinator for `pki` with an `admin` client.

@@ -366,16 +366,18 @@ async fn an_agent_killed_mid_transfer_resumes_from_its_disk_state() -> anyhow::R
     client
         .start_transfer(request("agent-killed", 5 * MIB as u64, 2))
         .await?;
-    eventually(Duration::from_secs(60), "part of the transfer", || async {
-        let p = coord.relay.progress("agent-killed")?;
-        (p.bytes_relayed >= total / 3).then_some(())
-    })
+    let chunk = 5 * MIB as u64;
+    // Kill the sink once it has made at least two chunks durable.
+    let durable = eventually(
+        Duration::from_secs(60),
+        "the sink to persist two chunks",
+        || async {
+            let d = durable_bytes(&w.path("state-b"), chunk);
+            (d >= 2 * chunk).then_some(d)
+        },
+    )
     .await?;
     sink.kill9()?;
-    let before = coord
-        .relay
-        .progress("agent-killed")
-        .map_or(0, |p| p.bytes_relayed);
     let _sink = agent("b", &b, TARGET_BUCKET)?;
     let done = wait_transfer(&url, &w.pki, "agent-killed", Duration::from_secs(120)).await?;
     assert_eq!(
@@ -388,13 +390,53 @@ async fn an_agent_killed_mid_transfer_resumes_from_its_disk_state() -> anyhow::R
         digests(&a, SOURCE_BUCKET, "data/").await?,
         digests(&b, TARGET_BUCKET, "data/").await?
     );
-    let after = done.bytes_relayed.saturating_sub(before);
-    eprintln!("relayed {before} bytes before the kill and {after} after, for {total}");
+    // The restarted sink asked only for what it had not made durable.
+    let log = std::fs::read_to_string(w.path("agent-b.log"))?;
+    let needs: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("manifest compared"))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["fields"]["need_bytes"].as_u64())
+        .collect();
+    eprintln!("durable at the kill: {durable} of {total}; bytes needed per comparison: {needs:?}");
     assert!(
-        after < total - before + 3 * 5 * MIB as u64 * 2,
-        "the restarted sink did not resume: {after} bytes after the kill"
+        needs.len() >= 2,
+        "the restarted sink never compared: {needs:?}"
     );
-    assert!(after < total, "everything was sent again");
+    let last = needs.last().copied().unwrap_or(u64::MAX);
+    assert!(
+        last <= total - durable,
+        "after the restart the sink asked for {last} bytes though {durable} of {total} were durable"
+    );
     coord.shutdown().await;
     Ok(())
+}
+
+/// Bytes the sink has made durable: committed objects and recorded parts.
+fn durable_bytes(state: &std::path::Path, chunk: u64) -> u64 {
+    let mut total = 0;
+    let Ok(targets) = std::fs::read_dir(state.join("relay")) else {
+        return 0;
+    };
+    for t in targets.flatten() {
+        let dir = t.path();
+        if let Ok(log) = std::fs::read_to_string(dir.join("committed.jsonl")) {
+            total += log
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|v| v["size"].as_u64())
+                .sum::<u64>();
+        }
+        if let Ok(partials) = std::fs::read_dir(dir.join("partial")) {
+            for p in partials.flatten() {
+                if let Some(v) = std::fs::read_to_string(p.path())
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                {
+                    total += v["parts"].as_array().map_or(0, |a| a.len() as u64) * chunk;
+                }
+            }
+        }
+    }
+    total
 }

@@ -374,7 +374,9 @@ impl Round {
         }
         need.expected += len;
         if need.worker.is_none() {
-            let (wtx, wrx) = mpsc::channel(2);
+            // One chunk queued behind the one being stored: what a crash of
+            // this process can lose is at most two chunks per object.
+            let (wtx, wrx) = mpsc::channel(1);
             let job = Upload {
                 scope: scope.clone(),
                 partials: state.dir().to_path_buf(),

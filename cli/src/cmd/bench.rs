@@ -69,7 +69,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<u8> {
 }
 
 /// A child process killed on drop.
-struct Proc(Child);
+pub(crate) struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -98,6 +98,11 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(path)
+}
+
+/// Starts the binary `name` that sits next to this `ferry`.
+pub(crate) fn spawn_sibling(name: &str, args: &[String], log: &Path) -> anyhow::Result<Proc> {
+    spawn(&sibling(name)?, args, log)
 }
 
 fn spawn(program: &Path, args: &[String], log: &Path) -> anyhow::Result<Proc> {

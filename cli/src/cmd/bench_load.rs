@@ -8,7 +8,7 @@
 //! resolves it, psql's carries the resolved id, since `\copy` cannot.
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -45,36 +45,6 @@ pub struct LoadBench {
     /// Keep the work directory here instead of a temporary one.
     #[arg(long)]
     pub workdir: Option<PathBuf>,
-}
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_sibling(name: &str, args: &[String], log: &Path) -> anyhow::Result<Proc> {
-    let exe = std::env::current_exe().context("locating the ferry binary")?;
-    let program = exe.with_file_name(name);
-    if !program.exists() {
-        bail!(
-            "{} not found next to ferry; build all binaries (cargo build --release --bins)",
-            program.display()
-        );
-    }
-    let child = Command::new(&program)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log)?)
-        .spawn()
-        .with_context(|| format!("starting {}", program.display()))?;
-    Ok(Proc(child))
 }
 
 /// The same rows twice: categories by code (Ferry) and by id (psql).
@@ -165,7 +135,7 @@ pub async fn run(b: LoadBench) -> anyhow::Result<u8> {
         .port();
     let url = format!("https://127.0.0.1:{port}");
     let pki_arg = format!("--pki-dir={}", pki_dir.display());
-    let _coordinator = spawn_sibling(
+    let _coordinator = super::bench::spawn_sibling(
         "ferry-coordinator",
         &[
             format!("--listen=127.0.0.1:{port}"),
@@ -175,7 +145,7 @@ pub async fn run(b: LoadBench) -> anyhow::Result<u8> {
         ],
         &dir.join("coordinator.log"),
     )?;
-    let _agent = spawn_sibling(
+    let _agent = super::bench::spawn_sibling(
         "ferry-agent",
         &[
             "--cluster-id=a".into(),

@@ -318,7 +318,18 @@ impl Relay for RelayService {
                     Some(sink_up::Msg::Done(d)) => {
                         tracing::info!(transfer = %job_id, "relay sink has everything");
                         lock(&job.progress).done = d.counts;
-                        source_down::Msg::Finished(pb::RelayFinished { counts: d.counts })
+                        let finished =
+                            source_down::Msg::Finished(pb::RelayFinished { counts: d.counts });
+                        deliver(
+                            &job.source,
+                            pb::SourceDown {
+                                msg: Some(finished),
+                            },
+                        )
+                        .await;
+                        // Ending the sink's stream tells it its report arrived.
+                        clear(&job.sink, conn);
+                        continue;
                     }
                     Some(sink_up::Msg::Failure(f)) => {
                         tracing::warn!(transfer = %job_id, message = %f.message, "relay sink failed");

@@ -1,0 +1,307 @@
+//! The client API for loads. Each start of a load id that has not loaded
+//! yet is an *attempt*: recorded, then sent to the agent as a command whose
+//! request id is derived from the load id and attempt, so a retried call
+//! never makes two commands for one attempt. A load id recorded as loaded
+//! answers from the record without reading the upload.
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_common::pb::{
+    self, LoadState, command_spec::Kind, load_event, load_upload, loads_server::Loads,
+};
+use ferry_common::time::unix_ms;
+use futures::Stream;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::hub::{Live, LoadHub};
+use super::spec::{self, final_event, is_loaded, is_running, record_result};
+use crate::auth::{Authorizer, Role};
+use crate::fleet::Fleet;
+use crate::store::{Store, is_finished};
+
+/// Who the fleet records as submitting a load's commands.
+const SUBMITTER: &str = "ferry-loads";
+/// How often progress goes to the client.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+pub struct LoadsApi {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    fleet: Arc<Fleet>,
+    hub: Arc<LoadHub>,
+    store: Store,
+    auth: Arc<Authorizer>,
+}
+
+impl LoadsApi {
+    /// Also follows every attempt the store says is running, so its outcome
+    /// is recorded when the agent reports it after a coordinator restart.
+    pub fn new(
+        fleet: Arc<Fleet>,
+        hub: Arc<LoadHub>,
+        store: Store,
+        auth: Arc<Authorizer>,
+    ) -> crate::Result<Self> {
+        let inner = Arc::new(Inner {
+            fleet,
+            hub,
+            store,
+            auth,
+        });
+        for l in inner.store.loads()? {
+            if is_running(l.state) {
+                tokio::spawn(follow(inner.clone(), l, None, None));
+            }
+        }
+        Ok(Self { inner })
+    }
+}
+
+impl Inner {
+    /// Records a new attempt and sends its command. `Ok(Err(status))`: the
+    /// load is already in the database; here is its record.
+    async fn begin(
+        &self,
+        spec: pb::LoadSpec,
+        by: &str,
+        upload: Streaming<pb::LoadUpload>,
+    ) -> crate::Result<Result<(pb::LoadStatus, Arc<Live>), pb::LoadStatus>> {
+        let id = spec.load_id.clone();
+        let prior = self.store.load(&id)?;
+        if let Some(done) = prior.as_ref().filter(|p| is_loaded(p.state)) {
+            let mut done = done.clone();
+            done.state = LoadState::AlreadyLoaded as i32;
+            return Ok(Err(done));
+        }
+        self.fleet.agent(&spec.cluster_id)?;
+        let attempt = prior.map_or(0, |p| p.attempt) + 1;
+        let live = self.hub.offer(&id, &spec.cluster_id, attempt, upload)?;
+        let mut status = pb::LoadStatus {
+            load_id: id.clone(),
+            spec: Some(spec.clone()),
+            state: LoadState::Running as i32,
+            attempt,
+            submitted_by: by.to_string(),
+            started_at_unix_ms: unix_ms(),
+            ..Default::default()
+        };
+        let submitted = async {
+            self.store.put_load(&status)?;
+            let command = self
+                .fleet
+                .submit(
+                    &spec.cluster_id,
+                    pb::CommandSpec {
+                        kind: Some(Kind::Load(pb::LoadCommand {
+                            spec: Some(spec.clone()),
+                            attempt,
+                        })),
+                    },
+                    &format!("load-{id}-{attempt}"),
+                    SUBMITTER,
+                )
+                .await?;
+            status.command_id = command.command_id;
+            self.store.put_load(&status)?;
+            crate::Result::Ok(())
+        }
+        .await;
+        if let Err(e) = submitted {
+            self.hub.remove(&id, &live);
+            return Err(e);
+        }
+        tracing::info!(load = %id, cluster = %spec.cluster_id, attempt, %by, "load started");
+        Ok(Ok((status, live)))
+    }
+
+    /// The stored status with the live figures of a running attempt.
+    fn status(&self, id: &str) -> crate::Result<pb::LoadStatus> {
+        let mut l = self
+            .store
+            .load(id)?
+            .ok_or_else(|| crate::Error::UnknownLoad(id.to_string()))?;
+        if is_running(l.state) {
+            l.progress = Some(self.progress(&l));
+        }
+        Ok(l)
+    }
+
+    fn progress(&self, l: &pb::LoadStatus) -> pb::LoadProgress {
+        let total: u64 = l
+            .spec
+            .as_ref()
+            .map_or(0, |s| s.files.iter().map(|f| f.size).sum());
+        let live = self.hub.progress(&l.load_id).unwrap_or_default();
+        let secs = live.first_chunk.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let rate = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        let bytes_rate = rate(live.bytes_relayed);
+        pb::LoadProgress {
+            file: live.file,
+            rows: live.rows,
+            bytes_done: live.bytes_relayed,
+            bytes_total: total,
+            rate_bytes_per_sec: bytes_rate,
+            rate_rows_per_sec: rate(live.rows),
+            eta_ms: if bytes_rate > 0.0 {
+                (total.saturating_sub(live.bytes_relayed) as f64 / bytes_rate * 1000.0) as u64
+            } else {
+                0
+            },
+        }
+    }
+}
+
+/// Waits for an attempt's command, sending progress to `events` if a client
+/// is listening, and records how it ended — unless a later attempt of the
+/// same load has been recorded meanwhile.
+async fn follow(
+    inner: Arc<Inner>,
+    mut status: pb::LoadStatus,
+    live: Option<Arc<Live>>,
+    events: Option<mpsc::Sender<Result<pb::LoadEvent, Status>>>,
+) {
+    let id = status.load_id.clone();
+    let ended = loop {
+        if status.command_id.is_empty() {
+            // The coordinator stopped between recording the attempt and sending it.
+            break None;
+        }
+        match inner.fleet.wait(&status.command_id, PROGRESS_EVERY).await {
+            Ok(c) if is_finished(&c) => break Some(c),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(load = %id, error = %e, "cannot follow load");
+                return;
+            }
+        }
+        if let Some(tx) = &events {
+            let progress = inner.progress(&status);
+            let event = pb::LoadEvent {
+                event: Some(load_event::Event::Progress(progress)),
+            };
+            // A client that went away does not stop the load; it can watch.
+            let _ = tx.try_send(Ok(event));
+        }
+    };
+    match &ended {
+        Some(c) => record_result(&mut status, c),
+        None => {
+            status.state = LoadState::Failed as i32;
+            status.error = "the coordinator restarted before the load reached its agent; nothing was loaded, submit it again".into();
+            status.finished_at_unix_ms = unix_ms();
+        }
+    }
+    if let Some(live) = &live {
+        inner.hub.remove(&id, live);
+    }
+    match inner.store.load(&id) {
+        Ok(Some(current)) if current.attempt == status.attempt => {
+            if let Err(e) = inner.store.put_load(&status) {
+                tracing::error!(load = %id, error = %e, "cannot record the end of a load");
+            }
+        }
+        Ok(_) => {
+            tracing::info!(load = %id, attempt = status.attempt, "a later attempt superseded this one")
+        }
+        Err(e) => tracing::error!(load = %id, error = %e, "cannot read the load record"),
+    }
+    tracing::info!(load = %id, state = ?status.state(), rows = status.rows, "load attempt ended");
+    if let Some(tx) = events {
+        let _ = tx.send(Ok(final_event(status))).await;
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::LoadEvent, Status>> + Send>>;
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::LoadStatus, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Loads for LoadsApi {
+    type StartLoadStream = EventStream;
+
+    #[tracing::instrument(skip_all)]
+    async fn start_load(
+        &self,
+        req: Request<Streaming<pb::LoadUpload>>,
+    ) -> Result<Response<EventStream>, Status> {
+        let by = self.inner.auth.require(&req, Role::Operator)?;
+        let mut upload = req.into_inner();
+        let spec = match upload.message().await?.and_then(|m| m.msg) {
+            Some(load_upload::Msg::Spec(s)) => spec::check(s)?,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of a load must be its `spec`",
+                ));
+            }
+        };
+        let (tx, rx) = mpsc::channel(16);
+        match self.inner.begin(spec, &by, upload).await? {
+            Err(done) => {
+                tracing::info!(load = %done.load_id, "load already loaded; answering from the record");
+                let _ = tx.send(Ok(final_event(done))).await;
+            }
+            Ok((status, live)) => {
+                let accepted = pb::LoadEvent {
+                    event: Some(load_event::Event::Accepted(pb::LoadAccepted {
+                        load_id: status.load_id.clone(),
+                        command_id: status.command_id.clone(),
+                        attempt: status.attempt,
+                    })),
+                };
+                let _ = tx.send(Ok(accepted)).await;
+                tokio::spawn(follow(self.inner.clone(), status, Some(live), Some(tx)));
+            }
+        }
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn get_load(
+        &self,
+        req: Request<pb::GetLoadRequest>,
+    ) -> Result<Response<pb::LoadStatus>, Status> {
+        self.inner.auth.require(&req, Role::Viewer)?;
+        Ok(Response::new(self.inner.status(&req.get_ref().load_id)?))
+    }
+
+    async fn list_loads(
+        &self,
+        req: Request<pb::ListLoadsRequest>,
+    ) -> Result<Response<pb::ListLoadsResponse>, Status> {
+        self.inner.auth.require(&req, Role::Viewer)?;
+        let mut loads = self.inner.store.loads()?;
+        loads.sort_by_key(|l| l.started_at_unix_ms);
+        Ok(Response::new(pb::ListLoadsResponse { loads }))
+    }
+
+    type WatchLoadStream = WatchStream;
+
+    async fn watch_load(
+        &self,
+        req: Request<pb::GetLoadRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        self.inner.auth.require(&req, Role::Viewer)?;
+        let id = req.into_inner().load_id;
+        let first = self.inner.status(&id)?;
+        let inner = self.inner.clone();
+        let stream = futures::stream::unfold(Some(first), move |next| {
+            let inner = inner.clone();
+            let id = id.clone();
+            async move {
+                let current = next?;
+                let following = if is_running(current.state) {
+                    tokio::time::sleep(PROGRESS_EVERY).await;
+                    inner.status(&id).ok()
+                } else {
+                    None
+                };
+                Some((Ok(current), following))
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
