@@ -42,6 +42,9 @@ async fn backup_created_through_kube_completes() -> Result<()> {
     .await?;
     let kubeconfig = Kubeconfig::read_from(cluster.kubeconfig())?;
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    // kube's rustls connector needs a process-wide crypto provider when the
+    // workspace compiles in more than one (ring and aws-lc-rs).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = Client::try_from(config)?;
     let resource = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("velero.io", "v1", "Backup"),

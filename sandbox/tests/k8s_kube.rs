@@ -34,6 +34,9 @@ async fn cluster() -> Result<Cluster> {
     server.write_kubeconfig(&path)?;
     let kubeconfig = Kubeconfig::read_from(&path)?;
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    // kube's rustls connector needs a process-wide crypto provider when the
+    // workspace compiles in more than one (ring and aws-lc-rs).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = Client::try_from(config)?;
     Ok(Cluster {
         api,
