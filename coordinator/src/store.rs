@@ -115,13 +115,7 @@ impl Store {
     }
 
     pub fn command(&self, id: &str) -> Result<Option<pb::CommandStatus>> {
-        let bytes = self.read(|tx| {
-            Ok(tx
-                .open_table(COMMANDS)?
-                .get(id)?
-                .map(|v| v.value().to_vec()))
-        })?;
-        bytes.map(|b| decode(id, &b)).transpose()
+        self.get_record(COMMANDS, id)
     }
 
     /// Replaces a command's record; finished commands leave the open set.
@@ -163,25 +157,11 @@ impl Store {
     }
 
     pub fn put_agent(&self, info: &pb::AgentInfo) -> Result<()> {
-        let bytes = info.encode_to_vec();
-        self.write(|tx| {
-            tx.open_table(AGENTS)?
-                .insert(info.cluster_id.as_str(), bytes.as_slice())?;
-            Ok(())
-        })
+        self.put_record(AGENTS, &info.cluster_id, info)
     }
 
     pub fn agents(&self) -> Result<Vec<pb::AgentInfo>> {
-        let rows = self.read(|tx| {
-            let t = tx.open_table(AGENTS)?;
-            let mut rows = vec![];
-            for entry in t.iter()? {
-                let (k, v) = entry?;
-                rows.push((k.value().to_string(), v.value().to_vec()));
-            }
-            Ok(rows)
-        })?;
-        rows.iter().map(|(k, v)| decode(k, v)).collect()
+        self.all_records(AGENTS)
     }
 
     pub fn delete_agent(&self, cluster: &str) -> Result<bool> {
@@ -191,57 +171,51 @@ impl Store {
 
 impl Store {
     pub fn put_transfer(&self, t: &pb::TransferStatus) -> Result<()> {
-        let bytes = t.encode_to_vec();
-        self.write(|tx| {
-            tx.open_table(TRANSFERS)?
-                .insert(t.transfer_id.as_str(), bytes.as_slice())?;
-            Ok(())
-        })
+        self.put_record(TRANSFERS, &t.transfer_id, t)
     }
 
     pub fn transfer(&self, id: &str) -> Result<Option<pb::TransferStatus>> {
-        let bytes = self.read(|tx| {
-            Ok(tx
-                .open_table(TRANSFERS)?
-                .get(id)?
-                .map(|v| v.value().to_vec()))
-        })?;
-        bytes.map(|b| decode(id, &b)).transpose()
+        self.get_record(TRANSFERS, id)
     }
 
     pub fn transfers(&self) -> Result<Vec<pb::TransferStatus>> {
-        let rows = self.read(|tx| {
-            let t = tx.open_table(TRANSFERS)?;
-            let mut rows = vec![];
-            for entry in t.iter()? {
-                let (k, v) = entry?;
-                rows.push((k.value().to_string(), v.value().to_vec()));
-            }
-            Ok(rows)
-        })?;
-        rows.iter().map(|(k, v)| decode(k, v)).collect()
+        self.all_records(TRANSFERS)
+    }
+
+    pub fn put_load(&self, l: &pb::LoadStatus) -> Result<()> {
+        self.put_record(LOADS, &l.load_id, l)
+    }
+
+    pub fn load(&self, id: &str) -> Result<Option<pb::LoadStatus>> {
+        self.get_record(LOADS, id)
+    }
+
+    pub fn loads(&self) -> Result<Vec<pb::LoadStatus>> {
+        self.all_records(LOADS)
     }
 }
 
+/// A table of prost-encoded records keyed by id.
+type Records = TableDefinition<'static, &'static str, &'static [u8]>;
+
 impl Store {
-    pub fn put_load(&self, l: &pb::LoadStatus) -> Result<()> {
-        let bytes = l.encode_to_vec();
+    fn put_record<M: Message>(&self, table: Records, key: &str, record: &M) -> Result<()> {
+        let bytes = record.encode_to_vec();
         self.write(|tx| {
-            tx.open_table(LOADS)?
-                .insert(l.load_id.as_str(), bytes.as_slice())?;
+            tx.open_table(table)?.insert(key, bytes.as_slice())?;
             Ok(())
         })
     }
 
-    pub fn load(&self, id: &str) -> Result<Option<pb::LoadStatus>> {
+    fn get_record<M: Message + Default>(&self, table: Records, key: &str) -> Result<Option<M>> {
         let bytes =
-            self.read(|tx| Ok(tx.open_table(LOADS)?.get(id)?.map(|v| v.value().to_vec())))?;
-        bytes.map(|b| decode(id, &b)).transpose()
+            self.read(|tx| Ok(tx.open_table(table)?.get(key)?.map(|v| v.value().to_vec())))?;
+        bytes.map(|b| decode(key, &b)).transpose()
     }
 
-    pub fn loads(&self) -> Result<Vec<pb::LoadStatus>> {
+    fn all_records<M: Message + Default>(&self, table: Records) -> Result<Vec<M>> {
         let rows = self.read(|tx| {
-            let t = tx.open_table(LOADS)?;
+            let t = tx.open_table(table)?;
             let mut rows = vec![];
             for entry in t.iter()? {
                 let (k, v) = entry?;

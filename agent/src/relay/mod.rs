@@ -90,6 +90,27 @@ impl RelayContext {
     }
 }
 
+/// How a relay session ended badly.
+enum SessionError {
+    /// The link broke: redial.
+    Link(String),
+    /// The transfer cannot succeed: stop.
+    Fatal(RelayError),
+}
+
+/// Refusals by the coordinator are final; anything else is a broken link.
+fn link_or_fatal(job: &str, s: tonic::Status) -> SessionError {
+    match s.code() {
+        tonic::Code::PermissionDenied | tonic::Code::NotFound | tonic::Code::InvalidArgument => {
+            SessionError::Fatal(RelayError::Peer {
+                job: job.to_string(),
+                message: s.message().to_string(),
+            })
+        }
+        _ => SessionError::Link(s.to_string()),
+    }
+}
+
 pub fn sha256(data: &[u8]) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, data)
         .as_ref()

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::state::{Committed, Partial, TargetState};
-use super::{RelayContext, RelayError, check_chunk_size, sha256};
+use super::{RelayContext, RelayError, SessionError, check_chunk_size, link_or_fatal, sha256};
 use crate::objects::Scoped;
 
 /// User metadata recording which source version an object came from.
@@ -23,11 +23,6 @@ const OBJECT_ATTEMPTS: u32 = 5;
 
 fn up(msg: Up) -> pb::SinkUp {
     pb::SinkUp { msg: Some(msg) }
-}
-
-enum SessionError {
-    Link(String),
-    Fatal(RelayError),
 }
 
 /// Runs the sink of `cmd` until every object of the source's manifest is here.
@@ -211,18 +206,6 @@ async fn session(
         finish_round(r, state, &mut events_rx).await;
     }
     result
-}
-
-fn link_or_fatal(job: &str, s: tonic::Status) -> SessionError {
-    match s.code() {
-        tonic::Code::PermissionDenied | tonic::Code::NotFound | tonic::Code::InvalidArgument => {
-            SessionError::Fatal(RelayError::Peer {
-                job: job.to_string(),
-                message: s.message().to_string(),
-            })
-        }
-        _ => SessionError::Link(s.to_string()),
-    }
 }
 
 /// Stops a round's workers and records what they committed meanwhile, so the

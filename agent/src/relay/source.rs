@@ -10,7 +10,10 @@ use object_store::{GetOptions, GetRange};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{DEFAULT_PARALLELISM, RelayContext, RelayError, check_chunk_size, sha256};
+use super::{
+    DEFAULT_PARALLELISM, RelayContext, RelayError, SessionError, check_chunk_size, link_or_fatal,
+    sha256,
+};
 use crate::objects::Scoped;
 
 const MANIFEST_BATCH: usize = 1000;
@@ -45,13 +48,6 @@ pub async fn run_source(
         }
         tokio::time::sleep(backoff.next_delay()).await;
     }
-}
-
-enum SessionError {
-    /// The link broke: redial.
-    Link(String),
-    /// The transfer cannot succeed: stop.
-    Fatal(RelayError),
 }
 
 async fn session(
@@ -128,18 +124,6 @@ async fn session(
             }
             None => {}
         }
-    }
-}
-
-fn link_or_fatal(job: &str, s: tonic::Status) -> SessionError {
-    match s.code() {
-        tonic::Code::PermissionDenied | tonic::Code::NotFound | tonic::Code::InvalidArgument => {
-            SessionError::Fatal(RelayError::Peer {
-                job: job.to_string(),
-                message: s.message().to_string(),
-            })
-        }
-        _ => SessionError::Link(s.to_string()),
     }
 }
 
