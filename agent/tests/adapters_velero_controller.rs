@@ -192,3 +192,110 @@ async fn seed_target(target: &SandboxCluster) -> Result<()> {
         .await?;
     Ok(())
 }
+
+/// Every item of a namespace, as `(resource, name)`, sorted.
+async fn items(store: &Store, namespace: &str) -> Result<Vec<(String, String)>> {
+    let mut out = vec![];
+    for t in store.resource_types().into_iter().filter(|t| t.namespaced) {
+        // Velero's own records (PodVolumeBackups, …) live in `velero`, not here.
+        let Some(version) = t.versions.first() else {
+            continue;
+        };
+        let gvr = ferry_sandbox::k8s::Gvr::new(&t.group, version, &t.plural);
+        for item in store.list(&gvr, Some(namespace), None).await? {
+            let name = item["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            out.push((format!("{}.{}", t.plural, t.group), name));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The sample registry the fixture seeds: backed up through the agent's
+/// adapter, its objects copied to an empty Platform cluster's bucket (as the
+/// relay does), restored there through the adapter: the same items, the same
+/// volume contents.
+#[tokio::test]
+async fn the_sample_registry_backs_up_and_restores_into_an_empty_cluster() -> Result<()> {
+    use ferry_sandbox::fixture::{self, BSL_PREFIX, DEFAULT_BSL, Seed};
+    let dir = tempfile::tempdir()?;
+    let a = SandboxCluster::start(dir.path().join("a"), ClusterOptions::default()).await?;
+    let seeded = fixture::seed(
+        &a,
+        &Seed::platform("1.9.9").with_registry("reg-one", "1.9.9"),
+    )
+    .await?;
+    let b = SandboxCluster::start(dir.path().join("b"), ClusterOptions::default()).await?;
+    fixture::seed(&b, &Seed::platform("1.9.9")).await?;
+    let (ka, kb) = (
+        platform::connect(Some(a.kubeconfig())).await?,
+        platform::connect(Some(b.kubeconfig())).await?,
+    );
+
+    let name = velero::backup_name("reg-one", "2026-11-24T06:30:00Z".parse()?);
+    velero::create_backup(&ka, &BackupRequest::new(&name, "reg-one", DEFAULT_BSL)).await?;
+    let outcome = velero::wait_backup(&ka, velero::VELERO_NAMESPACE, &name, WAIT, |_| {}).await?;
+    assert!(matches!(outcome, Outcome::Completed { .. }), "{outcome:?}");
+
+    // Velero's layout, and the file-system backup repository beside it.
+    let keys: Vec<String> = a
+        .s3()
+        .list_objects(a.bsl_bucket(), BSL_PREFIX)
+        .await?
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    for file in [
+        "velero-backup.json".to_string(),
+        format!("{name}.tar.gz"),
+        format!("{name}-logs.gz"),
+        format!("{name}-resource-list.json.gz"),
+        format!("{name}-podvolumebackups.json.gz"),
+        format!("{name}-volumesnapshots.json.gz"),
+        format!("{name}-results.gz"),
+    ] {
+        let key = format!("{BSL_PREFIX}/backups/{name}/{file}");
+        assert!(keys.contains(&key), "{key} missing");
+    }
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with(&format!("{BSL_PREFIX}/kopia/reg-one/"))),
+        "no volume data: {keys:?}"
+    );
+
+    for key in &keys {
+        let data = a.s3().get_object(a.bsl_bucket(), key).await?;
+        b.s3().put_object(b.bsl_bucket(), key, data).await?;
+    }
+    velero::wait_backup_present(&kb, velero::VELERO_NAMESPACE, &name, WAIT).await?;
+    let restore = RestoreRequest::new(&format!("{name}-restore"), &name);
+    velero::create_restore(&kb, &restore).await?;
+    let outcome =
+        velero::wait_restore(&kb, velero::VELERO_NAMESPACE, &restore.name, WAIT, |_| {}).await?;
+    assert!(matches!(outcome, Outcome::Completed { .. }), "{outcome:?}");
+
+    let (on_a, on_b) = (
+        items(&a.store(), "reg-one").await?,
+        items(&b.store(), "reg-one").await?,
+    );
+    assert!(
+        on_a.len() >= 50,
+        "the sample registry is ~50+ items: {}",
+        on_a.len()
+    );
+    assert_eq!(on_a, on_b);
+    let summary = seeded.registries.first().context("a registry was seeded")?;
+    for pvc in &summary.pvcs {
+        assert_eq!(
+            a.volumes().digest("reg-one", pvc).await?,
+            b.volumes().digest("reg-one", pvc).await?,
+            "volume {pvc}"
+        );
+    }
+    b.shutdown().await;
+    a.shutdown().await;
+    Ok(())
+}
