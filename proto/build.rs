@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "ferry/v1/fleet.proto",
         "ferry/v1/relay.proto",
         "ferry/v1/load.proto",
+        "ferry/v1/steps.proto",
+        "ferry/v1/migrate.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -100,6 +100,7 @@ pub fn command_json(c: &pb::CommandStatus) -> Value {
             Some(pb::command_output::Kind::Load(l)) => {
                 json!({"load": {"rows": l.rows, "bytes": l.bytes, "errors": l.errors.len()}})
             }
+            Some(pb::command_output::Kind::Step(s)) => json!({"step": format!("{s:?}")}),
             None => Value::Null,
         },
         Some(pb::command_result::Outcome::Error(e)) => json!({"error": e.message}),
