@@ -19,7 +19,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     // Served by gRPC server reflection.
     std::fs::write(out.join("ferry_descriptor.bin"), fds.encode_to_vec())?;
-    tonic_prost_build::configure()
+    let mut builder = tonic_prost_build::configure();
+    // The migration's records are printed as JSON by the CLI (`-o json`).
+    for message in [
+        "Migration",
+        "MigrationRequest",
+        "Step",
+        "StepProgress",
+        "Check",
+        "VerificationReport",
+        "VerifyLine",
+        "MigrationEvent",
+        "AuditEntry",
+        "MigrationPlan",
+        "PlannedStep",
+    ] {
+        builder = builder.type_attribute(
+            format!(".ferry.v1.{message}"),
+            "#[derive(serde::Serialize)]",
+        );
+    }
+    for (field, enum_name) in [
+        ("Migration.state", "migration_state"),
+        ("Step.state", "step_state"),
+        ("MigrationEvent.kind", "event_kind"),
+        ("MigrationEvent.state", "migration_state"),
+    ] {
+        builder = builder.field_attribute(
+            format!(".ferry.v1.{field}"),
+            format!("#[serde(serialize_with = \"crate::json::{enum_name}\")]"),
+        );
+    }
+    builder
         .build_client(true)
         .build_server(true)
         // Chunks of data are passed along without copies.

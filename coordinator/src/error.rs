@@ -28,6 +28,8 @@ pub enum Error {
     UnknownLoad(String),
     #[error("{0}")]
     Precondition(String),
+    #[error("no migration {0}; list them with `ferry migrate list`")]
+    UnknownMigration(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -36,9 +38,10 @@ impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
         let message = e.to_string();
         match e {
-            Error::UnknownAgent(_) | Error::UnknownCommand(_) | Error::UnknownLoad(_) => {
-                tonic::Status::not_found(message)
-            }
+            Error::UnknownAgent(_)
+            | Error::UnknownCommand(_)
+            | Error::UnknownLoad(_)
+            | Error::UnknownMigration(_) => tonic::Status::not_found(message),
             Error::AgentConnected(_) | Error::Precondition(_) => {
                 tonic::Status::failed_precondition(message)
             }

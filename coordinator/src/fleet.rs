@@ -37,6 +37,9 @@ pub struct Fleet {
     lost_after: Duration,
     sessions: Mutex<HashMap<String, Session>>,
     completed: broadcast::Sender<String>,
+    /// The last progress each running command reported (live only: a
+    /// restarted coordinator learns it again from the next report).
+    progress: Mutex<HashMap<String, pb::CommandProgress>>,
     shutdown: CancellationToken,
 }
 
@@ -63,6 +66,7 @@ impl Fleet {
             lost_after,
             sessions: Mutex::new(HashMap::new()),
             completed,
+            progress: Mutex::new(HashMap::new()),
             shutdown,
         }
     }
@@ -315,9 +319,38 @@ impl Fleet {
         status.finished_at_unix_ms = unix_ms();
         status.result = Some(result);
         self.store.update_command(&status)?;
+        if let Ok(mut map) = self.progress.lock() {
+            map.remove(&status.command_id);
+        }
         tracing::info!(command_id = %status.command_id, %cluster, state = ?status.state(), "command finished");
         let _ = self.completed.send(status.command_id.clone());
         Ok(())
+    }
+
+    /// Keeps the latest progress of a command its own agent reported.
+    pub fn record_progress(&self, cluster: &str, p: pb::CommandProgress) -> Result<()> {
+        match self.store.command(&p.id)? {
+            Some(status) if status.cluster_id == cluster && !is_finished(&status) => {
+                let mut map = match self.progress.lock() {
+                    Ok(g) => g,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                map.insert(p.id.clone(), p);
+            }
+            _ => {
+                tracing::debug!(%cluster, command_id = %p.id, "progress for no running command of this cluster ignored")
+            }
+        }
+        Ok(())
+    }
+
+    /// The latest progress of a running command, if it reported any.
+    pub fn progress(&self, id: &str) -> Option<pb::CommandProgress> {
+        let map = match self.progress.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.get(id).cloned()
     }
 
     pub fn command(&self, id: &str) -> Result<pb::CommandStatus> {

@@ -116,7 +116,8 @@ async fn handle(
             let _ = ack_tx.send(Ok(ack)).await;
         }
         Some(Up::Progress(p)) => {
-            tracing::debug!(%cluster, command_id = %p.id, done = p.done, total = p.total, "{}", p.message)
+            tracing::debug!(%cluster, command_id = %p.id, done = p.done, total = p.total, "{}", p.message);
+            fleet.record_progress(cluster, p)?;
         }
         Some(Up::Register(_)) => tracing::warn!(%cluster, "second register on one session ignored"),
         None => {}

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use ferry_common::pb::{
     agent_link_server::AgentLinkServer, fleet_server::FleetServer,
-    load_data_server::LoadDataServer, loads_server::LoadsServer, relay_server::RelayServer,
+    load_data_server::LoadDataServer, loads_server::LoadsServer,
+    migrations_server::MigrationsServer, relay_server::RelayServer,
     transfers_server::TransfersServer,
 };
 use ferry_common::tls::{ReloadingServerConfig, incoming};
@@ -17,6 +18,7 @@ use crate::auth::Authorizer;
 use crate::fleet::Fleet;
 use crate::link::LinkService;
 use crate::load::{LoadDataService, LoadHub, LoadsApi};
+use crate::migrate::{Engine, MigrationsApi};
 use crate::relay::{RelayHub, RelayService, TransfersApi};
 use crate::store::Store;
 use crate::{CoordinatorConfig, Error, Result};
@@ -63,7 +65,14 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
     let auth = Arc::new(Authorizer::new(&config.roles));
     let transfers = TransfersApi::new(fleet.clone(), relay.clone(), store.clone(), auth.clone())?;
     let load_hub = Arc::new(LoadHub::default());
-    let loads = LoadsApi::new(fleet.clone(), load_hub.clone(), store, auth.clone())?;
+    let loads = LoadsApi::new(fleet.clone(), load_hub.clone(), store.clone(), auth.clone())?;
+    let engine = Engine::new(
+        store,
+        fleet.clone(),
+        transfers.clone(),
+        shutdown.child_token(),
+    )?;
+    let migrations = MigrationsApi::new(engine, auth.clone());
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -82,6 +91,9 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
     health.set_serving::<RelayServer<RelayService>>().await;
     health.set_serving::<TransfersServer<TransfersApi>>().await;
     health.set_serving::<LoadsServer<LoadsApi>>().await;
+    health
+        .set_serving::<MigrationsServer<MigrationsApi>>()
+        .await;
     health
         .set_serving::<LoadDataServer<LoadDataService>>()
         .await;
@@ -104,6 +116,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
         .add_service(relay_service)
         .add_service(TransfersServer::new(transfers))
         .add_service(LoadsServer::new(loads))
+        .add_service(MigrationsServer::new(migrations))
         .add_service(LoadDataServer::new(LoadDataService { hub: load_hub }));
     let conns = incoming(listener, tls, shutdown.child_token());
     let stop = shutdown.clone();

@@ -22,6 +22,14 @@ const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
 const TRANSFERS: TableDefinition<&str, &[u8]> = TableDefinition::new("transfers");
 /// load id → `LoadStatus`
 const LOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("loads");
+/// migration id → `Migration`
+const MIGRATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("migrations");
+/// `<migration id>/<seq, 20 digits>` → `MigrationEvent` (append-only)
+const MIGRATION_EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("migration_events");
+/// migration id → the source's `Inventory`, taken at backup
+const INVENTORIES: TableDefinition<&str, &[u8]> = TableDefinition::new("migration_inventories");
+/// seq → `AuditEntry` (append-only)
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 
 #[derive(Clone)]
 pub struct Store {
@@ -51,6 +59,10 @@ impl Store {
             tx.open_table(AGENTS)?;
             tx.open_table(TRANSFERS)?;
             tx.open_table(LOADS)?;
+            tx.open_table(MIGRATIONS)?;
+            tx.open_table(MIGRATION_EVENTS)?;
+            tx.open_table(INVENTORIES)?;
+            tx.open_table(AUDIT)?;
             Ok(())
         })?;
         Ok(store)
@@ -193,6 +205,109 @@ impl Store {
     pub fn loads(&self) -> Result<Vec<pb::LoadStatus>> {
         self.all_records(LOADS)
     }
+}
+
+/// Migrations: the record and its event log change together, in one
+/// transaction, so the log never disagrees with the record.
+impl Store {
+    /// Stores `migration` and, when given, appends `event` with the next
+    /// sequence number (written into both). Returns the event as stored.
+    pub fn put_migration(
+        &self,
+        migration: &mut pb::Migration,
+        event: Option<pb::MigrationEvent>,
+    ) -> Result<Option<pb::MigrationEvent>> {
+        let event = event.map(|mut e| {
+            migration.last_seq += 1;
+            e.seq = migration.last_seq;
+            e.migration_id = migration.migration_id.clone();
+            e
+        });
+        let record = migration.encode_to_vec();
+        let id = migration.migration_id.clone();
+        let logged = event
+            .as_ref()
+            .map(|e| (event_key(&id, e.seq), e.encode_to_vec()));
+        self.write(|tx| {
+            tx.open_table(MIGRATIONS)?
+                .insert(id.as_str(), record.as_slice())?;
+            if let Some((key, bytes)) = &logged {
+                tx.open_table(MIGRATION_EVENTS)?
+                    .insert(key.as_str(), bytes.as_slice())?;
+            }
+            Ok(())
+        })?;
+        Ok(event)
+    }
+
+    pub fn migration(&self, id: &str) -> Result<Option<pb::Migration>> {
+        self.get_record(MIGRATIONS, id)
+    }
+
+    pub fn migrations(&self) -> Result<Vec<pb::Migration>> {
+        self.all_records(MIGRATIONS)
+    }
+
+    /// The events of a migration with `seq > after`, in order.
+    pub fn migration_events(&self, id: &str, after: u64) -> Result<Vec<pb::MigrationEvent>> {
+        let (from, to) = (event_key(id, after + 1), event_key(id, u64::MAX));
+        let rows = self.read(|tx| {
+            let t = tx.open_table(MIGRATION_EVENTS)?;
+            let mut rows = vec![];
+            for entry in t.range(from.as_str()..=to.as_str())? {
+                let (k, v) = entry?;
+                rows.push((k.value().to_string(), v.value().to_vec()));
+            }
+            Ok(rows)
+        })?;
+        rows.iter().map(|(k, v)| decode(k, v)).collect()
+    }
+
+    pub fn put_inventory(&self, id: &str, inventory: &pb::Inventory) -> Result<()> {
+        self.put_record(INVENTORIES, id, inventory)
+    }
+
+    pub fn inventory(&self, id: &str) -> Result<Option<pb::Inventory>> {
+        self.get_record(INVENTORIES, id)
+    }
+
+    /// Appends to the audit log; the entry's `seq` and time are set here.
+    pub fn audit(&self, mut entry: pb::AuditEntry) -> Result<pb::AuditEntry> {
+        entry.at_unix_ms = ferry_common::time::unix_ms();
+        self.write(|tx| {
+            let mut t = tx.open_table(AUDIT)?;
+            let last = t.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+            entry.seq = last + 1;
+            t.insert(entry.seq, entry.encode_to_vec().as_slice())?;
+            Ok(())
+        })?;
+        Ok(entry)
+    }
+
+    /// The audit log, oldest first; only one migration's when `migration` is set.
+    pub fn audit_log(&self, migration: Option<&str>) -> Result<Vec<pb::AuditEntry>> {
+        let rows = self.read(|tx| {
+            let t = tx.open_table(AUDIT)?;
+            let mut rows = vec![];
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                rows.push((k.value(), v.value().to_vec()));
+            }
+            Ok(rows)
+        })?;
+        let mut out = vec![];
+        for (seq, bytes) in rows {
+            let e: pb::AuditEntry = decode(&format!("audit/{seq}"), &bytes)?;
+            if migration.is_none_or(|m| e.migration_id == m) {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn event_key(migration: &str, seq: u64) -> String {
+    format!("{migration}/{seq:020}")
 }
 
 /// A table of prost-encoded records keyed by id.

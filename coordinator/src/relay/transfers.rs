@@ -21,6 +21,7 @@ const SUBMITTER: &str = "ferry-transfers";
 const MAX_CHUNK: u64 = 64 * 1024 * 1024;
 const MIN_CHUNK: u64 = 5 * 1024 * 1024;
 
+#[derive(Clone)]
 pub struct TransfersApi {
     inner: Arc<Inner>,
 }
@@ -53,6 +54,26 @@ impl TransfersApi {
         }
         Ok(Self { inner })
     }
+
+    /// Starts a transfer (or finds the one with this id) and follows it to
+    /// its end; what the API's `StartTransfer` does, for in-process callers.
+    pub async fn begin(&self, r: pb::StartTransferRequest) -> crate::Result<pb::TransferStatus> {
+        let (status, created) = self.inner.start(r).await?;
+        if created {
+            tokio::spawn(follow(self.inner.clone(), status.transfer_id.clone()));
+        }
+        Ok(status)
+    }
+
+    /// The stored status with the relay's live figures.
+    pub fn status(&self, id: &str) -> crate::Result<pb::TransferStatus> {
+        self.inner.status(id)
+    }
+
+    /// Ends a running transfer: both sides are told and stop.
+    pub fn abort(&self, id: &str, why: &str) {
+        self.inner.hub.abort(id, why.to_string());
+    }
 }
 
 fn check_set(what: &str, set: &Option<pb::ObjectSet>) -> Result<pb::ObjectSet, Status> {
@@ -68,7 +89,11 @@ fn check_set(what: &str, set: &Option<pb::ObjectSet>) -> Result<pb::ObjectSet, S
 }
 
 impl Inner {
-    async fn start(&self, r: pb::StartTransferRequest) -> crate::Result<pb::TransferStatus> {
+    /// The transfer with this id, and whether this call created it.
+    async fn start(
+        &self,
+        r: pb::StartTransferRequest,
+    ) -> crate::Result<(pb::TransferStatus, bool)> {
         let id = if r.transfer_id.is_empty() {
             new_id()
         } else {
@@ -80,7 +105,7 @@ impl Inner {
             )));
         }
         if let Some(existing) = self.store.transfer(&id)? {
-            return Ok(existing);
+            return Ok((existing, false));
         }
         let source = check_set("source", &r.source)
             .map_err(|s| crate::Error::Invalid(s.message().into()))?;
@@ -138,7 +163,7 @@ impl Inner {
         status.source_command_id = src.command_id;
         self.store.put_transfer(&status)?;
         tracing::info!(transfer = %id, from = %source.cluster_id, to = %target.cluster_id, "transfer started");
-        Ok(status)
+        Ok((status, true))
     }
 
     /// The stored status with the live figures of the relay.
@@ -246,11 +271,7 @@ impl Transfers for TransfersApi {
         req: Request<pb::StartTransferRequest>,
     ) -> Result<Response<pb::TransferStatus>, Status> {
         self.inner.auth.require(&req, Role::Operator)?;
-        let status = self.inner.start(req.into_inner()).await?;
-        if status.finished_at_unix_ms == 0 {
-            tokio::spawn(follow(self.inner.clone(), status.transfer_id.clone()));
-        }
-        Ok(Response::new(status))
+        Ok(Response::new(self.begin(req.into_inner()).await?))
     }
 
     async fn get_transfer(
