@@ -32,6 +32,20 @@ impl std::fmt::Debug for DatabaseUrl {
     }
 }
 
+/// A secret given on the command line or in the environment: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<password>")
+    }
+}
+
+fn parse_password(s: &str) -> Result<Password, String> {
+    Ok(Password(s.to_owned()))
+}
+
 fn parse_database(s: &str) -> Result<DatabaseUrl, String> {
     match s.split_once('=') {
         Some((name, url)) if !name.trim().is_empty() && !url.trim().is_empty() => Ok(DatabaseUrl {
@@ -90,6 +104,29 @@ pub struct AgentConfig {
     /// Keycloak's base URL; by default found from its route in `user-management`.
     #[arg(long, env = "FERRY_KEYCLOAK_URL")]
     pub keycloak_url: Option<String>,
+    /// Keycloak's master-realm administrator (default `admin`).
+    #[arg(long, env = "FERRY_KEYCLOAK_ADMIN_USER")]
+    pub keycloak_admin_user: Option<String>,
+    /// Its password; without it the agent reads the `--keycloak-admin-secret`.
+    #[arg(
+        long,
+        env = "FERRY_KEYCLOAK_ADMIN_PASSWORD",
+        hide_env_values = true,
+        value_parser = parse_password
+    )]
+    pub keycloak_admin_password: Option<Password>,
+    /// Secret in Keycloak's namespace with keys `username` and `password`,
+    /// read when no password is given.
+    #[arg(
+        long,
+        env = "FERRY_KEYCLOAK_ADMIN_SECRET",
+        default_value = "keycloak-admin"
+    )]
+    pub keycloak_admin_secret: String,
+    /// Bytes this cluster declares it can take for a migrated registry
+    /// (volumes and buckets), reported by preflight; unset: no declaration.
+    #[arg(long, env = "FERRY_CAPACITY_BYTES")]
+    pub capacity_bytes: Option<u64>,
     /// Platform version reported when no cluster probe is configured.
     #[arg(long, env = "FERRY_PLATFORM_VERSION", default_value = "")]
     pub platform_version: String,
@@ -140,6 +177,10 @@ impl AgentConfig {
             kubeconfig: None,
             in_cluster: false,
             keycloak_url: None,
+            keycloak_admin_user: None,
+            keycloak_admin_password: None,
+            keycloak_admin_secret: "keycloak-admin".into(),
+            capacity_bytes: None,
             backoff_base: Duration::from_millis(200),
             backoff_cap: Duration::from_secs(5),
             platform_version: String::new(),

@@ -34,7 +34,9 @@ pub async fn execute(ctx: &RelayContext, command: pb::Command) -> pb::CommandRes
         Some(Kind::Load(c)) => crate::load_exec::run_load(ctx, &command.id, &c)
             .await
             .map(Out::Load),
-        Some(Kind::Step(_)) => Err("migration steps are not built into this agent yet".to_string()),
+        Some(Kind::Step(step)) => crate::migrate::run_step(ctx, &command.id, &step)
+            .await
+            .map(Out::Step),
         Some(Kind::Ping(p)) => {
             tokio::time::sleep(Duration::from_millis(p.delay_ms).min(MAX_PING_DELAY)).await;
             Ok(Out::Ping(pb::PingOutput { payload: p.payload }))

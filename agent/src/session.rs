@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::facts::{CAPABILITIES, current};
 use crate::ledger::{Admission, Ledger};
+use crate::progress::Progress;
 use crate::relay::RelayContext;
 use crate::{AgentConfig, Error, Result, exec};
 
@@ -34,12 +35,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         None => crate::objects::StoresConfig::default(),
     };
     let state_dir = config.state_dir_or_temp();
-    let config = Arc::new(config);
-    let ctx = RelayContext {
-        config: config.clone(),
-        stores: Arc::new(crate::objects::Stores::new(stores)),
-        state_dir,
-    };
+    let (progress, mut progress_rx) = Progress::channel();
+    let ctx = RelayContext::new(config, stores, state_dir, progress);
+    let config = ctx.config.clone();
     let ledger = Arc::new(match &config.state_dir {
         Some(dir) => Ledger::open(dir)?,
         None => Ledger::in_memory(),
@@ -49,7 +47,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     loop {
         let ended = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            ended = session(&ctx, &ledger, &results_tx, &mut results_rx, &mut backoff) => ended,
+            ended = session(&ctx, &ledger, &results_tx, &mut results_rx, &mut progress_rx, &mut backoff) => ended,
         };
         match ended {
             Ok(()) => tracing::info!("session ended"),
@@ -73,6 +71,7 @@ async fn session(
     ledger: &Arc<Ledger>,
     results_tx: &mpsc::Sender<pb::CommandResult>,
     results_rx: &mut mpsc::Receiver<pb::CommandResult>,
+    progress_rx: &mut mpsc::Receiver<pb::CommandProgress>,
     backoff: &mut Backoff,
 ) -> Result<()> {
     let config = &ctx.config;
@@ -114,6 +113,8 @@ async fn session(
         None => return Err(Error::Closed),
     };
     backoff.reset();
+    // What was reported while the link was down is stale: drop it.
+    while progress_rx.try_recv().is_ok() {}
     tracing::info!(session_id = %registered.session_id, coordinator = %config.coordinator, "registered");
     let mut heartbeat = tokio::time::interval(Duration::from_millis(u64::from(
         registered.heartbeat_interval_ms.max(100),
@@ -123,6 +124,7 @@ async fn session(
         let outgoing = tokio::select! {
             _ = heartbeat.tick() => up(Up::Heartbeat(pb::Heartbeat { sent_at_unix_ms: ferry_common::time::unix_ms() })),
             Some(result) = results_rx.recv() => up(Up::Result(result)),
+            Some(progress) = progress_rx.recv() => up(Up::Progress(progress)),
             msg = down.message() => match msg {
                 Ok(Some(m)) => match on_message(ctx, ledger, results_tx, m) {
                     Some(reply) => reply,

@@ -1,6 +1,6 @@
 //! One sandbox cluster: the Kubernetes API (with a kubeconfig on disk), an
-//! S3 endpoint holding the backup bucket, a Keycloak, and the Velero
-//! controller, wired together and stopped together.
+//! S3 endpoint holding the backup bucket, a Keycloak, the Velero controller
+//! and a workload controller, wired together and stopped together.
 //!
 //! Seeding it with the Platform and registries is [`crate::fixture`]'s job.
 
@@ -13,6 +13,7 @@ use crate::k8s::{KubeApi, ServerHandle, Store};
 use crate::keycloak::KeycloakServer;
 use crate::s3::{S3Config, S3Server};
 use crate::velero::{VeleroConfig, VeleroController, VeleroFaults, Volumes};
+use crate::workloads::WorkloadController;
 
 /// The bucket of the `default` backup storage location.
 pub const DEFAULT_BSL_BUCKET: &str = "velero-backups";
@@ -79,6 +80,7 @@ pub struct SandboxCluster {
     s3: Arc<S3Server>,
     keycloak: KeycloakServer,
     velero: VeleroController,
+    workloads: WorkloadController,
     volumes: Volumes,
     bsl_bucket: String,
 }
@@ -132,6 +134,7 @@ impl SandboxCluster {
         config.validation_interval = options.bsl_validation_interval;
         config.sync_interval = options.backup_sync_interval;
         let velero = VeleroController::start(api.store(), s3.clone(), config);
+        let workloads = WorkloadController::start(api.store());
         tracing::info!(dir = %dir.display(), api = %server.base_url(), s3 = %s3.endpoint(), keycloak = %keycloak.base_url(), "sandbox cluster started");
         Ok(SandboxCluster {
             dir,
@@ -141,6 +144,7 @@ impl SandboxCluster {
             s3,
             keycloak,
             velero,
+            workloads,
             volumes,
             bsl_bucket: options.bsl_bucket,
         })
@@ -230,15 +234,17 @@ impl SandboxCluster {
         self.keycloak.set_unavailable(on);
     }
 
-    /// Stops Velero first (it writes to the others), then the endpoints.
+    /// Stops the controllers first (they write to the others), then the endpoints.
     pub async fn shutdown(self) {
         let SandboxCluster {
             server,
             s3,
             keycloak,
             velero,
+            workloads,
             ..
         } = self;
+        workloads.shutdown().await;
         velero.shutdown().await;
         server.shutdown().await;
         keycloak.shutdown().await;

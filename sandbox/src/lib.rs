@@ -9,3 +9,4 @@ pub mod k8s;
 pub mod keycloak;
 pub mod s3;
 pub mod velero;
+pub mod workloads;

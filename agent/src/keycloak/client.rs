@@ -139,4 +139,33 @@ impl AdminClient {
             Err(e) => Err(AdminError::from_keycloak("read the realm", realm, e)),
         }
     }
+
+    /// Deletes `realm` with everything in it; `false` when it did not exist.
+    pub async fn delete_realm(&self, realm: &str) -> Result<bool> {
+        match self.api.realm_delete(realm).await {
+            Ok(_) => Ok(true),
+            Err(KeycloakError::HttpFailure { status: 404, .. }) => Ok(false),
+            Err(e) => Err(AdminError::from_keycloak("delete the realm", realm, e)),
+        }
+    }
+
+    /// How many users `realm` has; `None` when the realm does not exist.
+    pub async fn user_count(&self, realm: &str) -> Result<Option<u64>> {
+        if !self.realm_exists(realm).await? {
+            return Ok(None);
+        }
+        let count = self
+            .api
+            .realm_users_count_get(
+                realm, None, None, None, None, None, None, None, None, None, None, None, None, None,
+            )
+            .await
+            .map_err(|e| AdminError::from_keycloak("count the users", realm, e))?;
+        u64::try_from(count)
+            .map(Some)
+            .map_err(|_| AdminError::Malformed {
+                realm: realm.into(),
+                what: format!("a negative user count ({count})"),
+            })
+    }
 }

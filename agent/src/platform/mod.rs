@@ -21,3 +21,4 @@ pub use model::{
     ClusterProbe, KeycloakFacts, RegistryInfo, StorageLocationInfo, VeleroFacts, WorkloadFacts,
 };
 pub use probe::{ProbeOptions, probe};
+pub(crate) use probe::{route_resource, route_url};

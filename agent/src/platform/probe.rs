@@ -163,7 +163,7 @@ async fn workload(client: &Client, namespace: &str, name: &str) -> Result<Worklo
     })
 }
 
-fn route_resource() -> ApiResource {
+pub(crate) fn route_resource() -> ApiResource {
     let gvk = GroupVersionKind::gvk("route.openshift.io", "v1", "Route");
     ApiResource::from_gvk_with_plural(&gvk, "routes")
 }
@@ -197,7 +197,7 @@ async fn keycloak(
 }
 
 /// `https://<host>` for a route with TLS, `http://<host>` without.
-fn route_url(route: &DynamicObject) -> Option<String> {
+pub(crate) fn route_url(route: &DynamicObject) -> Option<String> {
     let spec = &route.data["spec"];
     let host = spec["host"].as_str().filter(|h| !h.is_empty())?;
     let scheme = if spec["tls"].is_object() {

@@ -20,7 +20,8 @@ pub use sink::run_sink;
 pub use source::run_source;
 
 use crate::AgentConfig;
-use crate::objects::Stores;
+use crate::objects::{Stores, StoresConfig};
+use crate::progress::Progress;
 
 /// Default chunk: the resume unit and the multipart part size (S3 wants ≥ 5 MiB).
 pub const DEFAULT_CHUNK_SIZE: u64 = 8 * 1024 * 1024;
@@ -62,16 +63,33 @@ pub enum RelayError {
     Invalid(String),
 }
 
-/// What both sides need besides their command.
+/// What executors need besides their command.
 #[derive(Clone)]
 pub struct RelayContext {
     pub config: Arc<AgentConfig>,
     pub stores: Arc<Stores>,
     /// Where the sink keeps what it has verified.
     pub state_dir: PathBuf,
+    /// Where executors report progress (sent up the link while it is up).
+    pub progress: Progress,
 }
 
 impl RelayContext {
+    /// A context for `config` with its stores opened lazily.
+    pub fn new(
+        config: AgentConfig,
+        stores: StoresConfig,
+        state_dir: PathBuf,
+        progress: Progress,
+    ) -> Self {
+        RelayContext {
+            config: Arc::new(config),
+            stores: Arc::new(Stores::new(stores)),
+            state_dir,
+            progress,
+        }
+    }
+
     async fn channel(&self) -> Result<Channel, ferry_common::tls::ConnectError> {
         ferry_common::tls::connect(
             &self.config.coordinator,

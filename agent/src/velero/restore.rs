@@ -46,6 +46,8 @@ pub struct RestoreSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub included_namespaces: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub included_resources: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excluded_resources: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_selector: Option<LabelSelector>,
@@ -101,6 +103,9 @@ pub struct RestoreRequest {
     pub velero_namespace: String,
     pub backup_name: String,
     pub included_namespaces: Vec<String>,
+    /// Only these resources (Velero's names: `deployments`, `routes.route.openshift.io`);
+    /// empty: all.
+    pub included_resources: Vec<String>,
     pub excluded_resources: Vec<String>,
     pub label_selector: Option<LabelSelector>,
     pub namespace_mapping: BTreeMap<String, String>,
@@ -118,6 +123,7 @@ impl RestoreRequest {
             velero_namespace: super::VELERO_NAMESPACE.into(),
             backup_name: backup.into(),
             included_namespaces: Vec::new(),
+            included_resources: Vec::new(),
             excluded_resources: Vec::new(),
             label_selector: None,
             namespace_mapping: BTreeMap::new(),
@@ -131,6 +137,7 @@ impl RestoreRequest {
         RestoreSpec {
             backup_name: self.backup_name.clone(),
             included_namespaces: self.included_namespaces.clone(),
+            included_resources: self.included_resources.clone(),
             excluded_resources: self.excluded_resources.clone(),
             label_selector: self.label_selector.clone(),
             namespace_mapping: self.namespace_mapping.clone(),
@@ -163,6 +170,8 @@ impl RestoreRequest {
             Some("backupName")
         } else if spec.included_namespaces != want.included_namespaces {
             Some("includedNamespaces")
+        } else if spec.included_resources != want.included_resources {
+            Some("includedResources")
         } else if spec.excluded_resources != want.excluded_resources {
             Some("excludedResources")
         } else if spec.label_selector != want.label_selector {
@@ -237,11 +246,13 @@ mod tests {
         let mut req = RestoreRequest::new("b-init", "b");
         req.namespace_mapping.insert("reg".into(), "reg2".into());
         req.restore_pvs = Some(true);
+        req.included_resources = vec!["configmaps".into()];
         req.existing_resource_policy = Some("update".into());
         let json = serde_json::to_value(req.to_object())?;
         assert_eq!(json["spec"]["backupName"], "b");
         assert_eq!(json["spec"]["namespaceMapping"]["reg"], "reg2");
         assert_eq!(json["spec"]["restorePVs"], true);
+        assert_eq!(json["spec"]["includedResources"][0], "configmaps");
         assert_eq!(json["spec"]["existingResourcePolicy"], "update");
         let back: Restore = serde_json::from_value(json)?;
         assert_eq!(req.differs_from(&back.spec), None);

@@ -1,0 +1,99 @@
+//! Why a step failed, said so that an operator knows what to do next.
+
+/// Errors of the migration steps.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("this agent has no access to its cluster; start it with --kubeconfig or --in-cluster")]
+    NoCluster,
+
+    // Boxed sources keep `Result<_, StepError>` small.
+    #[error(transparent)]
+    Connect(Box<crate::platform::ProbeError>),
+
+    #[error(
+        "could not {action} {what}: {source}; check that the API server answers and that the \
+         agent's service account may do this"
+    )]
+    Kube {
+        action: &'static str,
+        what: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+
+    #[error(transparent)]
+    Velero(Box<crate::velero::VeleroError>),
+
+    #[error(transparent)]
+    Keycloak(Box<crate::keycloak::AdminError>),
+
+    #[error(transparent)]
+    Objects(Box<crate::objects::ObjectsError>),
+
+    #[error(
+        "could not {action} {what} in store {store}: {source}; check the store's endpoint, \
+         bucket and credentials in the agent's store configuration"
+    )]
+    Store {
+        action: &'static str,
+        store: String,
+        what: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+
+    #[error("invalid step: {0}; the coordinator and this agent may be of different versions")]
+    Invalid(String),
+
+    /// The cluster is not in a state the step can work from; the message
+    /// says which object and what to do.
+    #[error("{0}")]
+    State(String),
+}
+
+pub type Result<T, E = StepError> = std::result::Result<T, E>;
+
+macro_rules! boxed_from {
+    ($($variant:ident($ty:ty)),*) => {$(
+        impl From<$ty> for StepError {
+            fn from(e: $ty) -> Self {
+                StepError::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+
+boxed_from!(
+    Connect(crate::platform::ProbeError),
+    Velero(crate::velero::VeleroError),
+    Keycloak(crate::keycloak::AdminError),
+    Objects(crate::objects::ObjectsError)
+);
+
+/// `map_err` for a Kubernetes call.
+pub(crate) fn kube_err(
+    action: &'static str,
+    what: impl Into<String>,
+) -> impl FnOnce(kube::Error) -> StepError {
+    let what = what.into();
+    move |source| StepError::Kube {
+        action,
+        what,
+        source: Box::new(source),
+    }
+}
+
+/// `map_err` for an object-store call.
+pub(crate) fn store_err(
+    action: &'static str,
+    store: &str,
+    what: impl Into<String>,
+) -> impl FnOnce(object_store::Error) -> StepError {
+    let (store, what) = (store.to_owned(), what.into());
+    move |source| StepError::Store {
+        action,
+        store,
+        what,
+        source: Box::new(source),
+    }
+}

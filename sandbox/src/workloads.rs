@@ -1,0 +1,157 @@
+//! A stand-in for the kubelet and the workload controllers: whenever a
+//! Deployment's or StatefulSet's status differs from its `spec.replicas`,
+//! the status is set to match, every replica ready at once, and the
+//! generation observed. Enough for scaling down and up to look real.
+
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::k8s::{EventType, Gvr, Store};
+
+/// The running controller; stops on [`WorkloadController::shutdown`] or drop.
+pub struct WorkloadController {
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl WorkloadController {
+    /// Starts watching Deployments and StatefulSets in every namespace.
+    pub fn start(store: Store) -> Self {
+        let cancel = CancellationToken::new();
+        let tasks = ["deployments", "statefulsets"]
+            .into_iter()
+            .map(|plural| {
+                tokio::spawn(run(
+                    store.clone(),
+                    Gvr::new("apps", "v1", plural),
+                    cancel.clone(),
+                ))
+            })
+            .collect();
+        WorkloadController { cancel, tasks }
+    }
+
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for WorkloadController {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn run(store: Store, gvr: Gvr, cancel: CancellationToken) {
+    loop {
+        let mut watch = match store.watch(&gvr, None, None).await {
+            Ok(w) => w,
+            Err(error) => {
+                tracing::warn!(%error, resource = %gvr.resource, "workload controller cannot watch; retrying");
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(std::time::Duration::from_millis(500)) => continue,
+                }
+            }
+        };
+        loop {
+            let event = tokio::select! {
+                () = cancel.cancelled() => return,
+                event = watch.next() => event,
+            };
+            // The stream ended (fell behind): watch anew, which replays all.
+            let Some(event) = event else { break };
+            if !matches!(event.event_type, EventType::Added | EventType::Modified) {
+                continue;
+            }
+            let Some(status) = wanted_status(&event.object) else {
+                continue;
+            };
+            let ns = event
+                .object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str);
+            let name = event
+                .object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let body = json!({"status": status});
+            match store.patch_status_merge(&gvr, ns, name, &body).await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(error) => {
+                    tracing::warn!(%error, name, resource = %gvr.resource, "workload controller could not set status")
+                }
+            }
+        }
+    }
+}
+
+/// The status fields that differ from what `spec.replicas` calls for.
+fn wanted_status(obj: &Value) -> Option<Value> {
+    let replicas = obj
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let generation = obj.pointer("/metadata/generation").and_then(Value::as_i64);
+    let status = obj.get("status");
+    let field = |k: &str| {
+        status
+            .and_then(|s| s.get(k))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    };
+    let counts = [
+        "replicas",
+        "readyReplicas",
+        "availableReplicas",
+        "updatedReplicas",
+    ];
+    let observed = status
+        .and_then(|s| s.get("observedGeneration"))
+        .and_then(Value::as_i64);
+    if counts.iter().all(|k| field(k) == replicas)
+        && (generation.is_none() || observed == generation)
+    {
+        return None;
+    }
+    let mut wanted = json!({});
+    for k in counts {
+        wanted[k] = json!(replicas);
+    }
+    if let Some(g) = generation {
+        wanted["observedGeneration"] = json!(g);
+    }
+    Some(wanted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_follows_spec() {
+        let ready = json!({"metadata": {"generation": 2}, "spec": {"replicas": 1},
+            "status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1,
+                       "updatedReplicas": 1, "observedGeneration": 2}});
+        assert_eq!(wanted_status(&ready), None);
+        let mut scaled = ready.clone();
+        scaled["spec"]["replicas"] = json!(0);
+        scaled["metadata"]["generation"] = json!(3);
+        let s = wanted_status(&scaled);
+        assert_eq!(
+            s.as_ref()
+                .map(|s| (s["readyReplicas"].clone(), s["observedGeneration"].clone())),
+            Some((json!(0), json!(3)))
+        );
+        // Kubernetes leaves out zero counts.
+        let zero = json!({"metadata": {"generation": 3}, "spec": {"replicas": 0},
+            "status": {"replicas": 0, "observedGeneration": 3}});
+        assert_eq!(wanted_status(&zero), None);
+    }
+}
