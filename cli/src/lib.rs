@@ -47,6 +47,9 @@ pub enum Command {
     /// Sync objects from one cluster's store to another's through the relay.
     #[command(subcommand)]
     Transfer(cmd::transfer::TransferCommand),
+    /// Move a registry from one cluster to another: plan, start, watch, cancel, roll back.
+    #[command(subcommand)]
+    Migrate(cmd::migrate::MigrateCommand),
     /// Load CSV files into a cluster's registry database, all or nothing.
     #[command(subcommand)]
     Load(cmd::load::LoadCommand),
@@ -67,6 +70,8 @@ pub mod exit {
     pub const REFUSED: u8 = 3;
     /// The coordinator could not be reached, or waiting ran out of time.
     pub const UNAVAILABLE: u8 = 4;
+    /// The migration was cancelled or rolled back.
+    pub const CANCELLED: u8 = 5;
 }
 
 /// Runs one invocation and maps its outcome to an exit code.
@@ -81,6 +86,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Command(c) => cmd::commands::command(&cli.client, c, cli.output).await,
         Command::Transfer(c) => cmd::transfer::run(&cli.client, c, cli.output).await,
         Command::Load(c) => cmd::load::run(&cli.client, c, cli.output).await,
+        Command::Migrate(c) => cmd::migrate::run(&cli.client, c, cli.output).await,
         Command::Bench(c) => cmd::bench::run(c).await,
     };
     match result {

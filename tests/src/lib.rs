@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use ferry_common::pki::{self, PkiPlan};
 use serde_json::Value;
 
+pub mod migrate_world;
 pub mod proxy;
 pub mod relay_world;
 pub mod tls_probe;

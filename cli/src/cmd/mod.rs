@@ -4,6 +4,7 @@ pub mod bench_load;
 pub mod commands;
 pub mod demo;
 pub mod load;
+pub mod migrate;
 pub mod pki;
 pub mod sandbox;
 pub mod transfer;

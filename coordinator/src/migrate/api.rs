@@ -3,6 +3,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use ferry_common::Identity;
 use ferry_common::pb::{self, migrations_server::Migrations};
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
@@ -32,10 +33,12 @@ impl MigrationsApi {
         match self.auth.require(req, needed) {
             Ok(name) => Ok(format!("client/{name}")),
             Err(status) => {
-                let who = peer(req).map_or_else(
-                    |_| "unauthenticated".to_string(),
-                    |p| p.identity.to_string(),
-                );
+                let who = match peer(req).map(|p| p.identity) {
+                    Ok(Identity::Client(name)) => format!("client/{name}"),
+                    Ok(Identity::Agent(cluster)) => format!("cluster/{cluster}"),
+                    Ok(Identity::Coordinator) => "coordinator".to_string(),
+                    Err(_) => "unauthenticated".to_string(),
+                };
                 self.engine.audit(
                     &who,
                     &format!("{action}-denied"),

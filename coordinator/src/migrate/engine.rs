@@ -497,10 +497,10 @@ impl Inner {
         let _g = lock(&self.records);
         let mut m = self.get(id)?;
         let e = f(&mut m)?;
-        if let Some(e) = e.as_ref() {
-            if e.kind == pb::EventKind::Finished as i32 || is_terminal(m.state) {
-                m.finished_at_unix_ms = m.finished_at_unix_ms.max(unix_ms());
-            }
+        if let Some(e) = e.as_ref()
+            && (e.kind == pb::EventKind::Finished as i32 || is_terminal(m.state))
+        {
+            m.finished_at_unix_ms = m.finished_at_unix_ms.max(unix_ms());
         }
         let mut stored = e.map(|mut e| {
             e.state = m.state;
@@ -807,9 +807,7 @@ impl Inner {
                 let Some(pb::step_output::Kind::Backup(b)) = out.kind else {
                     return Err(unexpected(&step.name));
                 };
-                for w in &b.messages {
-                    self.warn(id, &step.name, w);
-                }
+                self.warn_all(id, &step.name, &b.messages);
                 Ok(format!(
                     "backup {name} {}: {} items, {} warnings, {} errors",
                     b.phase, b.items, b.warnings, b.errors
@@ -899,9 +897,7 @@ impl Inner {
                 let Some(pb::step_output::Kind::Restore(r)) = out.kind else {
                     return Err(unexpected(name));
                 };
-                for w in &r.messages {
-                    self.warn(id, name, w);
-                }
+                self.warn_all(id, name, &r.messages);
                 Ok(format!(
                     "restore {restore_name} {}: {} items, {} warnings",
                     r.phase, r.items, r.warnings
@@ -1056,6 +1052,27 @@ impl Inner {
             Ok(None)
         })?;
         Ok(name)
+    }
+
+    /// Velero's warnings of a step as one event: how many, and the first few.
+    fn warn_all(&self, id: &str, step: &str, messages: &[String]) {
+        const SHOWN: usize = 5;
+        if messages.is_empty() {
+            return;
+        }
+        let mut text = format!("{step}: {} warnings from Velero: ", messages.len());
+        text.push_str(
+            &messages
+                .iter()
+                .take(SHOWN)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; "),
+        );
+        if messages.len() > SHOWN {
+            text.push_str("; …");
+        }
+        self.warn(id, step, &text);
     }
 
     fn warn(&self, id: &str, step: &str, message: &str) {

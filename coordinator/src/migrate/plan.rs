@@ -158,7 +158,7 @@ pub fn steps(request: &pb::MigrationRequest) -> Vec<(String, Side, String)> {
         ),
         (
             "verify".into(),
-            Side::Coordinator,
+            Side::Target,
             "compare items, buckets and users with the source; every workload ready".into(),
         ),
     ]);

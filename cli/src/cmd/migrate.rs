@@ -1,0 +1,536 @@
+//! `ferry migrate`: plan, start, follow and steer migrations.
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ferry_common::pb::{self, MigrationState as MS, migrations_client::MigrationsClient};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+use crate::output::{self, OutputFormat};
+use crate::{ClientArgs, exit};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum MigrateCommand {
+    /// Show the steps and every preflight verdict; changes nothing.
+    Plan(RequestArgs),
+    /// Start a migration (refused, changing nothing, if a check fails) and follow it.
+    Start(StartArgs),
+    /// Follow a migration's events until it ends.
+    Watch(IdArgs),
+    /// Show one migration: its steps and, once verified, the report.
+    Get(IdArgs),
+    /// List migrations.
+    List,
+    /// Stop a running migration and roll it back.
+    Cancel(FollowArgs),
+    /// Remove what a migration restored on the target; the source serves again.
+    Rollback(FollowArgs),
+    /// Run a failed migration again from its failed step.
+    Retry(FollowArgs),
+    /// The audit log: who asked for what, and what each agent did.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RequestArgs {
+    /// The registry (its namespace) to move.
+    #[arg(long)]
+    pub registry: String,
+    /// The source cluster's id.
+    #[arg(long)]
+    pub from: String,
+    /// The target cluster's id.
+    #[arg(long)]
+    pub to: String,
+    /// Copy once while the source still serves, so the cutover moves only the delta.
+    #[arg(long)]
+    pub stage: bool,
+    /// Go on when Velero reports a backup or restore PartiallyFailed.
+    #[arg(long)]
+    pub allow_warnings: bool,
+    /// The agents' store name for the backup storage location's bucket.
+    #[arg(long, default_value = "backups")]
+    pub backup_store: String,
+    /// Velero's backup storage location.
+    #[arg(long, default_value = "default")]
+    pub backup_location: String,
+}
+
+impl RequestArgs {
+    fn request(&self, id: Option<String>) -> pb::MigrationRequest {
+        pb::MigrationRequest {
+            migration_id: id.unwrap_or_default(),
+            registry: self.registry.clone(),
+            source_cluster: self.from.clone(),
+            target_cluster: self.to.clone(),
+            stage: self.stage,
+            allow_warnings: self.allow_warnings,
+            backup_store: self.backup_store.clone(),
+            backup_location: self.backup_location.clone(),
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    #[command(flatten)]
+    pub request: RequestArgs,
+    /// Id of the migration (starting the same id again returns it).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Return once started instead of following it.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct IdArgs {
+    pub id: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FollowArgs {
+    pub id: String,
+    /// Return at once instead of following it.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// Only this migration's entries.
+    pub id: Option<String>,
+}
+
+pub async fn client(args: &ClientArgs) -> anyhow::Result<MigrationsClient<Channel>> {
+    Ok(MigrationsClient::new(args.channel().await?))
+}
+
+pub async fn run(args: &ClientArgs, cmd: MigrateCommand, out: OutputFormat) -> anyhow::Result<u8> {
+    let mut c = client(args).await?;
+    let r = |id: &str| pb::MigrationRef {
+        migration_id: id.to_string(),
+    };
+    match cmd {
+        MigrateCommand::Plan(a) => {
+            let plan = c.plan_migration(a.request(None)).await?.into_inner();
+            match out {
+                OutputFormat::Json => output::print_json(&to_json(&plan)),
+                OutputFormat::Table => println!("{}", plan_table(&plan)),
+            }
+            Ok(if plan.ready { exit::OK } else { exit::REFUSED })
+        }
+        MigrateCommand::Start(a) => {
+            let m = c
+                .start_migration(a.request.request(a.id))
+                .await?
+                .into_inner();
+            if out == OutputFormat::Table {
+                eprintln!(
+                    "migration {} started: {} from {} to {}",
+                    m.migration_id, a.request.registry, a.request.from, a.request.to
+                );
+            }
+            if a.detach {
+                return Ok(print_migration(&m, out));
+            }
+            let m = follow(&mut c, &m.migration_id, out).await?;
+            Ok(print_migration(&m, out))
+        }
+        MigrateCommand::Watch(a) => {
+            let m = follow(&mut c, &a.id, out).await?;
+            Ok(print_migration(&m, out))
+        }
+        MigrateCommand::Get(a) => {
+            let m = c.get_migration(r(&a.id)).await?.into_inner();
+            print_migration(&m, out);
+            // Reading succeeded, whatever state the migration is in.
+            Ok(exit::OK)
+        }
+        MigrateCommand::List => {
+            let all = c
+                .list_migrations(pb::ListMigrationsRequest {})
+                .await?
+                .into_inner()
+                .migrations;
+            match out {
+                OutputFormat::Json => output::print_json(&json!({
+                    "migrations": all.iter().map(to_json).collect::<Vec<_>>()
+                })),
+                OutputFormat::Table => println!("{}", list_table(&all)),
+            }
+            Ok(exit::OK)
+        }
+        MigrateCommand::Cancel(a) => {
+            let m = c.cancel_migration(r(&a.id)).await?.into_inner();
+            after_call(&mut c, m, a.detach, out).await
+        }
+        MigrateCommand::Rollback(a) => {
+            let m = c.rollback_migration(r(&a.id)).await?.into_inner();
+            after_call(&mut c, m, a.detach, out).await
+        }
+        MigrateCommand::Retry(a) => {
+            let m = c.retry_migration(r(&a.id)).await?.into_inner();
+            after_call(&mut c, m, a.detach, out).await
+        }
+        MigrateCommand::Audit(a) => {
+            let entries = c
+                .list_audit(r(a.id.as_deref().unwrap_or("")))
+                .await?
+                .into_inner()
+                .entries;
+            match out {
+                OutputFormat::Json => output::print_json(&json!({
+                    "entries": entries.iter().map(to_json).collect::<Vec<_>>()
+                })),
+                OutputFormat::Table => println!("{}", audit_table(&entries)),
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+async fn after_call(
+    c: &mut MigrationsClient<Channel>,
+    m: pb::Migration,
+    detach: bool,
+    out: OutputFormat,
+) -> anyhow::Result<u8> {
+    if detach {
+        return Ok(print_migration(&m, out));
+    }
+    let m = follow(c, &m.migration_id, out).await?;
+    Ok(print_migration(&m, out))
+}
+
+/// Exit code of a migration's state.
+pub fn code(m: &pb::Migration) -> u8 {
+    match MS::try_from(m.state) {
+        Ok(MS::Succeeded) => exit::OK,
+        Ok(MS::Cancelled | MS::RolledBack) => exit::CANCELLED,
+        Ok(MS::Failed) => exit::FAILED,
+        _ => exit::OK,
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or_else(|e| json!({"error": e.to_string()}))
+}
+
+fn print_migration(m: &pb::Migration, out: OutputFormat) -> u8 {
+    match out {
+        OutputFormat::Json => output::print_json(&to_json(m)),
+        OutputFormat::Table => println!("{}", migration_table(m)),
+    }
+    code(m)
+}
+
+fn step_state(s: i32) -> String {
+    pb::StepState::try_from(s)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("STEP_STATE_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+pub fn state(s: i32) -> String {
+    ferry_coordinator::migrate::state_name(s)
+}
+
+pub fn plan_table(p: &pb::MigrationPlan) -> String {
+    let steps: Vec<Vec<String>> = p
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            vec![
+                (i + 1).to_string(),
+                s.name.clone(),
+                s.cluster_id.clone(),
+                s.description.clone(),
+            ]
+        })
+        .collect();
+    format!(
+        "{}\n\n{}\n\n{}",
+        output::table(&["#", "STEP", "ON", "WHAT"], &steps),
+        checks_table(&p.checks),
+        if p.ready {
+            "ready: every check passed"
+        } else {
+            "NOT READY: a start would be refused"
+        }
+    )
+}
+
+pub fn checks_table(checks: &[pb::Check]) -> String {
+    let rows: Vec<Vec<String>> = checks
+        .iter()
+        .map(|c| {
+            vec![
+                if c.passed { "pass" } else { "FAIL" }.to_string(),
+                c.name.clone(),
+                c.cluster_id.clone(),
+                c.reason.clone(),
+            ]
+        })
+        .collect();
+    output::table(&["CHECK", "NAME", "CLUSTER", "WHY"], &rows)
+}
+
+fn duration(from: u64, to: u64) -> String {
+    if from == 0 || to < from {
+        return String::new();
+    }
+    format!("{:.1}s", (to - from) as f64 / 1000.0)
+}
+
+fn steps_rows(steps: &[pb::Step]) -> Vec<Vec<String>> {
+    steps
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                s.cluster_id.clone(),
+                step_state(s.state),
+                duration(s.started_at_unix_ms, s.finished_at_unix_ms),
+                if s.error.is_empty() {
+                    s.detail.clone()
+                } else {
+                    s.error.clone()
+                },
+            ]
+        })
+        .collect()
+}
+
+pub fn migration_table(m: &pb::Migration) -> String {
+    let r = m.request.clone().unwrap_or_default();
+    let mut out = format!(
+        "migration {}: {} from {} to {} — {}\nbackup {}\n\n{}",
+        m.migration_id,
+        r.registry,
+        r.source_cluster,
+        r.target_cluster,
+        state(m.state),
+        if m.backup_name.is_empty() {
+            "(none yet)"
+        } else {
+            &m.backup_name
+        },
+        output::table(
+            &["STEP", "ON", "STATE", "TOOK", "DETAIL"],
+            &steps_rows(&m.steps)
+        ),
+    );
+    if !m.rollback.is_empty() {
+        out.push_str("\n\nrollback:\n");
+        out.push_str(&output::table(
+            &["STEP", "ON", "STATE", "TOOK", "DETAIL"],
+            &steps_rows(&m.rollback),
+        ));
+    }
+    if let Some(report) = &m.report {
+        out.push_str("\n\n");
+        out.push_str(&report_table(report));
+    }
+    if !m.error.is_empty() {
+        out.push_str(&format!("\n\nerror: {}", m.error));
+    }
+    out
+}
+
+pub fn report_table(r: &pb::VerificationReport) -> String {
+    let rows: Vec<Vec<String>> = r
+        .lines
+        .iter()
+        .map(|l| {
+            vec![
+                if l.ok { "ok" } else { "DIFFERS" }.to_string(),
+                l.what.clone(),
+                l.expected.clone(),
+                l.actual.clone(),
+            ]
+        })
+        .collect();
+    format!(
+        "verification: {}\n{}",
+        if r.verified {
+            "VERIFIED"
+        } else {
+            "NOT VERIFIED"
+        },
+        output::table(&["", "WHAT", "SOURCE", "TARGET"], &rows)
+    )
+}
+
+fn list_table(all: &[pb::Migration]) -> String {
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|m| {
+            let r = m.request.clone().unwrap_or_default();
+            let current = m
+                .steps
+                .iter()
+                .chain(m.rollback.iter())
+                .rfind(|s| s.state != pb::StepState::Pending as i32)
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
+            vec![
+                m.migration_id.clone(),
+                r.registry,
+                format!("{} → {}", r.source_cluster, r.target_cluster),
+                state(m.state),
+                current,
+            ]
+        })
+        .collect();
+    output::table(&["ID", "REGISTRY", "CLUSTERS", "STATE", "STEP"], &rows)
+}
+
+fn audit_table(entries: &[pb::AuditEntry]) -> String {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.seq.to_string(),
+                e.at_unix_ms.to_string(),
+                e.actor.clone(),
+                e.action.clone(),
+                e.migration_id.clone(),
+                e.detail.clone(),
+            ]
+        })
+        .collect();
+    output::table(
+        &["SEQ", "AT (ms)", "ACTOR", "ACTION", "MIGRATION", "DETAIL"],
+        &rows,
+    )
+}
+
+/// A progress bar of a step: items, bytes, percent, rate and ETA.
+pub fn progress_line(step: &str, p: &pb::StepProgress) -> String {
+    let (done, total, unit_bytes) = if p.bytes_total > 0 {
+        (p.bytes_done, p.bytes_total, true)
+    } else {
+        (p.items_done, p.items_total, false)
+    };
+    let pct = if total > 0 {
+        (done as f64 * 100.0 / total as f64).min(100.0)
+    } else {
+        0.0
+    };
+    let width = 24;
+    let filled = ((pct / 100.0) * width as f64) as usize;
+    let mut line = format!(
+        "{step:<18} [{}{}] {pct:>3.0}%  {}/{} items",
+        "#".repeat(filled),
+        "-".repeat(width - filled),
+        p.items_done,
+        p.items_total
+    );
+    if unit_bytes {
+        line.push_str(&format!(
+            "  {} / {}  {}/s  ETA {}s",
+            output::bytes(p.bytes_done),
+            output::bytes(p.bytes_total),
+            output::bytes(p.rate_bytes_per_sec as u64),
+            p.eta_ms / 1000
+        ));
+    }
+    if !p.message.is_empty() {
+        line.push_str(&format!("  {}", p.message));
+    }
+    line
+}
+
+/// Waits for the migration to end, printing nothing; returns it.
+pub async fn wait_end(
+    c: &mut MigrationsClient<Channel>,
+    id: &str,
+) -> anyhow::Result<pb::Migration> {
+    let mut stream = c
+        .watch_migration(pb::WatchMigrationRequest {
+            migration_id: id.to_string(),
+            after_seq: 0,
+        })
+        .await?
+        .into_inner();
+    while let Some(e) = stream.next().await {
+        e.context("watching the migration")?;
+    }
+    Ok(c.get_migration(pb::MigrationRef {
+        migration_id: id.to_string(),
+    })
+    .await?
+    .into_inner())
+}
+
+/// Prints events as they come (a live bar on a terminal, one line each
+/// otherwise, JSON lines for scripts) until the migration ends; returns it.
+pub async fn follow(
+    c: &mut MigrationsClient<Channel>,
+    id: &str,
+    out: OutputFormat,
+) -> anyhow::Result<pb::Migration> {
+    let mut stream = c
+        .watch_migration(pb::WatchMigrationRequest {
+            migration_id: id.to_string(),
+            after_seq: 0,
+        })
+        .await?
+        .into_inner();
+    let tty = std::io::stderr().is_terminal();
+    let mut bar_shown = false;
+    let mut last_line = Instant::now() - Duration::from_secs(60);
+    while let Some(e) = stream.next().await {
+        let e = e.context("watching the migration")?;
+        let progress = e.kind == pb::EventKind::StepProgress as i32;
+        match out {
+            OutputFormat::Json => {
+                if !progress || last_line.elapsed() > Duration::from_secs(1) {
+                    println!("{}", to_json(&e));
+                    last_line = Instant::now();
+                }
+            }
+            OutputFormat::Table if progress => {
+                let Some(p) = &e.progress else { continue };
+                let line = progress_line(&e.step, p);
+                if tty {
+                    eprint!("\r\x1b[2K{line}");
+                    let _ = std::io::stderr().flush();
+                    bar_shown = true;
+                } else if last_line.elapsed() > Duration::from_secs(2) {
+                    eprintln!("{line}");
+                    last_line = Instant::now();
+                }
+            }
+            OutputFormat::Table => {
+                if bar_shown {
+                    eprint!("\r\x1b[2K");
+                    bar_shown = false;
+                }
+                let mark = match pb::EventKind::try_from(e.kind) {
+                    Ok(pb::EventKind::StepFinished) => "✓",
+                    Ok(pb::EventKind::StepFailed) => "✗",
+                    Ok(pb::EventKind::Warning) => "!",
+                    Ok(pb::EventKind::StepStarted) => "→",
+                    _ => "•",
+                };
+                eprintln!("{mark} {}", e.message);
+            }
+        }
+    }
+    if bar_shown {
+        eprintln!();
+    }
+    Ok(c.get_migration(pb::MigrationRef {
+        migration_id: id.to_string(),
+    })
+    .await?
+    .into_inner())
+}

@@ -1,0 +1,496 @@
+//! Migrations end to end: the real coordinator, agents and CLI as processes,
+//! sandbox clusters in this process. What Ferry did is judged by reading the
+//! clusters directly (Kubernetes store, S3, Keycloak's admin API).
+use std::time::Duration;
+
+use anyhow::Context;
+use ferry_common::pb;
+use ferry_sandbox::fixture::{BSL_PREFIX, Sizes};
+use ferry_tests::World;
+use ferry_tests::migrate_world::{
+    REGISTRY, Site, agent, backup_keys, bucket_digests, cluster, ended, items, migrations,
+    namespace_text, realm_users, replicas, request, velero_names, wait_until,
+};
+
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn ferry_code(out: &std::process::Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registry_moves_verifies_and_rolls_back() -> anyhow::Result<()> {
+    ferry_tests::init_logs();
+    let w = World::new(&["a", "b"], &["admin", "viewer"])?;
+    let a = cluster(&w, "a", Site::source("a.example.com")).await?;
+    let b = cluster(&w, "b", Site::target("b.example.com")).await?;
+    let (store_a, store_b) = (a.store(), b.store());
+    let before_items = items(&store_a, REGISTRY).await?;
+    let before_replicas = replicas(&store_a, REGISTRY).await?;
+    let before_buckets = bucket_digests(&a).await?;
+    let before_users = realm_users(&a).await?;
+    assert!(before_items.len() >= 50, "{}", before_items.len());
+    assert_eq!(before_users.len(), 4, "{before_users:?}");
+
+    let _c = w.coordinator(&["admin=operator", "viewer=viewer"], &[])?;
+    let _agent_a = agent(&w, "a", &a)?;
+    let _agent_b = agent(&w, "b", &b)?;
+    w.all_connected(&["a", "b"], Duration::from_secs(30))
+        .await?;
+
+    // A viewer may plan but not start; the refusal is audited.
+    let plan = w.ferry_json(
+        "viewer",
+        &[
+            "migrate",
+            "plan",
+            "--registry",
+            REGISTRY,
+            "--from",
+            "a",
+            "--to",
+            "b",
+        ],
+    )?;
+    assert_eq!(plan["ready"], true, "{plan}");
+    let start = [
+        "migrate",
+        "start",
+        "--registry",
+        REGISTRY,
+        "--from",
+        "a",
+        "--to",
+        "b",
+        "--id",
+        "m1",
+    ];
+    let denied = w.ferry("viewer", &start)?;
+    assert_eq!(ferry_code(&denied), 3, "{denied:?}");
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("needs operator"),
+        "{denied:?}"
+    );
+
+    // The operator's start follows the migration to its end (exit 0).
+    let out = w.ferry("admin", &start)?;
+    assert_eq!(
+        ferry_code(&out),
+        0,
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = w.ferry_json("admin", &["migrate", "get", "m1"])?;
+    assert_eq!(m["state"], "succeeded", "{m:#}");
+    assert_eq!(m["report"]["verified"], true, "{m:#}");
+    let backup = m["backup_name"]
+        .as_str()
+        .context("backup name")?
+        .to_string();
+    assert!(
+        backup.starts_with(&format!("{REGISTRY}-20")) && backup.len() == REGISTRY.len() + 20,
+        "backup named <reg>-YYYY-MM-DD-HH-MM-SS: {backup}"
+    );
+
+    // Judged on the clusters themselves: every item, object, realm and user.
+    assert_eq!(items(&store_b, REGISTRY).await?, before_items);
+    assert_eq!(bucket_digests(&b).await?, before_buckets);
+    assert_eq!(realm_users(&b).await?, before_users);
+    // B's domain everywhere in the registry, A's nowhere.
+    let text_b = namespace_text(&store_b, REGISTRY).await?;
+    let left: Vec<&str> = text_b
+        .lines()
+        .filter(|l| l.contains("apps.a.example.com"))
+        .collect();
+    assert!(left.is_empty(), "A's domain left on B in: {left:#?}");
+    assert!(text_b.contains("apps.b.example.com"));
+    // B runs what A ran; A is quiesced.
+    assert_eq!(replicas(&store_b, REGISTRY).await?, before_replicas);
+    assert!(
+        replicas(&store_a, REGISTRY)
+            .await?
+            .iter()
+            .all(|(_, r)| *r == 0),
+        "A quiesced"
+    );
+    // One backup, one restore per phase: nothing done twice.
+    assert_eq!(velero_names(&store_a, "backups").await?, vec![backup.clone()]);
+    assert_eq!(velero_names(&store_b, "restores").await?.len(), 11);
+
+    // The audit log: who asked, and every step each agent did.
+    let audit = w.ferry_json("viewer", &["migrate", "audit", "m1"])?;
+    let entries = audit["entries"].as_array().context("entries")?;
+    let has = |actor: &str, action: &str, detail: &str| {
+        entries.iter().any(|e| {
+            e["actor"] == actor
+                && e["action"] == action
+                && e["detail"].as_str().unwrap_or_default().contains(detail)
+        })
+    };
+    assert!(has("client/admin", "start", REGISTRY), "{audit:#}");
+    assert!(
+        has("client/viewer", "start-denied", "needs operator"),
+        "{audit:#}"
+    );
+    for s in m["steps"].as_array().context("steps")? {
+        let name = s["name"].as_str().unwrap_or_default();
+        if name == "preflight" {
+            continue;
+        }
+        let actor = match s["cluster_id"].as_str().unwrap_or_default() {
+            "" => "coordinator".to_string(),
+            c => format!("cluster/{c}"),
+        };
+        assert!(
+            has(&actor, "step-finished", name),
+            "{name} by {actor}: {audit:#}"
+        );
+        assert!(
+            has("coordinator", "step-started", name),
+            "{name}: {audit:#}"
+        );
+    }
+
+    // Rollback after the restore: B without the registry, A serving again.
+    let out = w.ferry("admin", &["migrate", "rollback", "m1"])?;
+    assert_eq!(ferry_code(&out), 5, "{out:?}");
+    let m = w.ferry_json("admin", &["migrate", "get", "m1"])?;
+    assert_eq!(m["state"], "rolled_back", "{m:#}");
+    assert!(items(&store_b, REGISTRY).await?.is_empty());
+    assert!(realm_users(&b).await?.is_empty());
+    assert!(bucket_digests(&b).await?.is_empty());
+    assert!(
+        backup_keys(&b, &format!("{BSL_PREFIX}/backups/"))
+            .await?
+            .is_empty()
+    );
+    assert!(backup_keys(&b, "ferry/").await?.is_empty());
+    assert_eq!(replicas(&store_a, REGISTRY).await?, before_replicas);
+    let audit = w.ferry_json("viewer", &["migrate", "audit", "m1"])?;
+    let entries = audit["entries"].as_array().context("entries")?;
+    for (actor, action) in [
+        ("client/admin", "rollback"),
+        ("cluster/b", "step-finished"),
+        ("cluster/a", "step-finished"),
+        ("coordinator", "finished"),
+    ] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["actor"] == actor && e["action"] == action),
+            "{actor} {action}: {audit:#}"
+        );
+    }
+    Ok(())
+}
+
+/// The coordinator is SIGKILLed at every step boundary it can be caught at,
+/// and in the middle of the backup, the transfer and a restore; restarted
+/// each time, it finishes the migration, which verifies, and no Velero
+/// backup or restore was made twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_coordinator_killed_at_any_step_finishes_the_migration() -> anyhow::Result<()> {
+    ferry_tests::init_logs();
+    let w = World::new(&["a", "b"], &["admin"])?;
+    let mut site = Site::source("a.example.com");
+    // Buckets big enough that the transfer takes a moment.
+    site.sizes = Some(Sizes {
+        objects_per_bucket: 4,
+        bytes_per_object: 3 * 1024 * 1024,
+        ..Sizes::default()
+    });
+    let a = cluster(&w, "a", site).await?;
+    let b = cluster(&w, "b", Site::target("b.example.com")).await?;
+    // Velero takes its time per item, so kills land inside backup and restores.
+    a.velero_faults().set_item_delay(Duration::from_millis(15));
+    b.velero_faults().set_item_delay(Duration::from_millis(5));
+    let before_buckets = bucket_digests(&a).await?;
+
+    let mut coordinator = w.coordinator(&["admin=operator"], &[])?;
+    let _agent_a = agent(&w, "a", &a)?;
+    let _agent_b = agent(&w, "b", &b)?;
+    w.all_connected(&["a", "b"], Duration::from_secs(30))
+        .await?;
+    migrations(&w, "admin")
+        .await?
+        .start_migration(request("m2", "a", "b"))
+        .await?;
+
+    let mut kills = vec![];
+    let mut seen_done = 0;
+    let mut killed_inside: Vec<String> = vec![];
+    let deadline = tokio::time::Instant::now() + MIGRATION_TIMEOUT;
+    loop {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "kills: {kills:?}");
+        let m = wait_until(&w, "m2", MIGRATION_TIMEOUT, "a readable migration", |_| {
+            true
+        })
+        .await?;
+        if ended(&m) {
+            break;
+        }
+        let done = m
+            .steps
+            .iter()
+            .filter(|s| s.state == pb::StepState::Succeeded as i32)
+            .count();
+        let running = m
+            .steps
+            .iter()
+            .find(|s| s.state == pb::StepState::Running as i32)
+            .map(|s| s.name.clone());
+        // Inside a step: once in backup, transfer and a restore, after it made progress.
+        let inside = running.as_ref().filter(|name| {
+            let step = m.steps.iter().find(|s| &&s.name == name);
+            let moving = step
+                .and_then(|s| s.progress.as_ref())
+                .is_some_and(|p| p.items_done > 0 || p.bytes_done > 0);
+            ["backup", "transfer", "restore-init"].contains(&name.as_str())
+                && moving
+                && !killed_inside.contains(name)
+        });
+        if done > seen_done || inside.is_some() {
+            let why = match inside {
+                Some(name) => {
+                    killed_inside.push(name.clone());
+                    format!("inside {name}")
+                }
+                None => format!("after {done} steps"),
+            };
+            seen_done = done;
+            coordinator.kill9()?;
+            kills.push(why);
+            coordinator = w.coordinator(&["admin=operator"], &[])?;
+            w.all_connected(&["a", "b"], Duration::from_secs(30))
+                .await?;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let m = wait_until(&w, "m2", MIGRATION_TIMEOUT, "the end", ended).await?;
+    assert_eq!(
+        m.state,
+        pb::MigrationState::Succeeded as i32,
+        "kills {kills:?}: {m:#?}"
+    );
+    assert!(m.report.as_ref().is_some_and(|r| r.verified), "{m:#?}");
+    assert!(
+        kills.len() >= 10,
+        "the coordinator was killed only {kills:?}"
+    );
+    for name in ["backup", "transfer", "restore-init"] {
+        assert!(
+            killed_inside.iter().any(|k| k == name),
+            "never killed inside {name}: {kills:?}"
+        );
+    }
+    assert_eq!(
+        velero_names(&a.store(), "backups").await?,
+        vec![m.backup_name.clone()]
+    );
+    assert_eq!(velero_names(&b.store(), "restores").await?.len(), 11);
+    assert_eq!(bucket_digests(&b).await?, before_buckets);
+    eprintln!("coordinator killed {} times: {kills:?}", kills.len());
+    Ok(())
+}
+
+/// Every precondition that fails is refused by name, and nothing changes
+/// anywhere: no migration recorded, nothing quiesced, no backup, nothing on
+/// the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_preconditions_refuse_by_name_and_change_nothing() -> anyhow::Result<()> {
+    ferry_tests::init_logs();
+    let ids = ["a", "old", "b", "olderb", "bare", "taken", "stale", "nobsl"];
+    let w = World::new(&ids, &["admin"])?;
+    let a = cluster(&w, "a", Site::source("a.example.com")).await?;
+    // A source whose registry is older than the targets' Platform.
+    let mut old = Site::source("old.example.com");
+    old.registry = Some((REGISTRY, "1.9.8"));
+    let old = cluster(&w, "old", old).await?;
+    let b = cluster(&w, "b", Site::target("b.example.com")).await?;
+    let mut older = Site::target("olderb.example.com");
+    older.platform = Some("1.9.8");
+    let olderb = cluster(&w, "olderb", older).await?;
+    let mut bare = Site::target("bare.example.com");
+    bare.platform = None;
+    let bare = cluster(&w, "bare", bare).await?;
+    // Leftovers: the registry's namespace, or objects under its backup prefix.
+    let taken = cluster(&w, "taken", Site::source("taken.example.com")).await?;
+    let stale = cluster(&w, "stale", Site::target("stale.example.com")).await?;
+    stale
+        .s3()
+        .put_object(
+            stale.bsl_bucket(),
+            &format!("{BSL_PREFIX}/backups/{REGISTRY}-2026-01-01-00-00-00/velero-backup.json"),
+            "{}",
+        )
+        .await?;
+    let nobsl = cluster(&w, "nobsl", Site::target("nobsl.example.com")).await?;
+    nobsl.set_bsl_unavailable(true);
+
+    let _c = w.coordinator(&["admin=operator"], &[])?;
+    let mut agents = vec![];
+    for (id, c) in [
+        ("a", &a),
+        ("old", &old),
+        ("b", &b),
+        ("olderb", &olderb),
+        ("bare", &bare),
+        ("taken", &taken),
+        ("stale", &stale),
+        ("nobsl", &nobsl),
+    ] {
+        agents.push(agent(&w, id, c)?);
+    }
+    w.all_connected(&ids, Duration::from_secs(30)).await?;
+    // The BSL's validation notices the bucket is gone.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let replicas_a = replicas(&a.store(), REGISTRY).await?;
+    for (from, to, check) in [
+        ("a", "olderb", "platform-version-identical"),
+        ("old", "b", "registry-version-supported"),
+        ("a", "bare", "platform-present"),
+        ("a", "bare", "keycloak-answering"),
+        ("a", "taken", "no-namespace"),
+        ("a", "taken", "no-gerrit-project"),
+        ("a", "stale", "no-backup-objects"),
+        ("a", "nobsl", "bsl-available"),
+    ] {
+        let out = w.ferry(
+            "admin",
+            &[
+                "migrate",
+                "start",
+                "--registry",
+                REGISTRY,
+                "--from",
+                from,
+                "--to",
+                to,
+            ],
+        )?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(ferry_code(&out), 3, "{from} → {to}: {stderr}");
+        assert!(
+            stderr.contains(check) && stderr.contains("nothing was changed"),
+            "{from} → {to} should fail {check}: {stderr}"
+        );
+        // The plan names the same failed check, with a reason.
+        let plan = w.ferry(
+            "admin",
+            &[
+                "migrate",
+                "plan",
+                "--registry",
+                REGISTRY,
+                "--from",
+                from,
+                "--to",
+                to,
+                "-o",
+                "json",
+            ],
+        )?;
+        assert_eq!(ferry_code(&plan), 3);
+        let plan: serde_json::Value = serde_json::from_slice(&plan.stdout)?;
+        let failed = plan["checks"]
+            .as_array()
+            .context("checks")?
+            .iter()
+            .find(|c| c["name"] == check)
+            .with_context(|| format!("no check {check} in {plan:#}"))?;
+        assert_eq!(failed["passed"], false, "{failed}");
+        assert!(!failed["reason"].as_str().unwrap_or_default().is_empty());
+    }
+    let list = w.ferry_json("admin", &["migrate", "list"])?;
+    assert_eq!(
+        list["migrations"].as_array().map(Vec::len),
+        Some(0),
+        "{list}"
+    );
+    assert_eq!(replicas(&a.store(), REGISTRY).await?, replicas_a);
+    assert!(velero_names(&a.store(), "backups").await?.is_empty());
+    for target in [&olderb, &bare, &stale, &nobsl] {
+        assert!(items(&target.store(), REGISTRY).await?.is_empty());
+    }
+    assert_eq!(
+        backup_keys(&stale, &format!("{BSL_PREFIX}/backups/"))
+            .await?
+            .len(),
+        1
+    );
+    Ok(())
+}
+
+/// Cancelled while the transfer moves: the target is left without the
+/// registry, the source serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_mid_transfer_cleans_the_target_and_restores_the_source() -> anyhow::Result<()> {
+    ferry_tests::init_logs();
+    let w = World::new(&["a", "b"], &["admin"])?;
+    let mut site = Site::source("a.example.com");
+    site.sizes = Some(Sizes {
+        objects_per_bucket: 6,
+        bytes_per_object: 4 * 1024 * 1024,
+        ..Sizes::default()
+    });
+    let a = cluster(&w, "a", site).await?;
+    let b = cluster(&w, "b", Site::target("b.example.com")).await?;
+    let replicas_a = replicas(&a.store(), REGISTRY).await?;
+    let _c = w.coordinator(&["admin=operator"], &[])?;
+    let _agent_a = agent(&w, "a", &a)?;
+    let _agent_b = agent(&w, "b", &b)?;
+    w.all_connected(&["a", "b"], Duration::from_secs(30))
+        .await?;
+    migrations(&w, "admin")
+        .await?
+        .start_migration(request("m3", "a", "b"))
+        .await?;
+    wait_until(&w, "m3", MIGRATION_TIMEOUT, "the transfer moving", |m| {
+        m.steps.iter().any(|s| {
+            s.name == "transfer"
+                && s.state == pb::StepState::Running as i32
+                && s.progress.as_ref().is_some_and(|p| p.bytes_done > 0)
+        })
+    })
+    .await?;
+    let out = w.ferry("admin", &["migrate", "cancel", "m3"])?;
+    assert_eq!(
+        ferry_code(&out),
+        5,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = wait_until(&w, "m3", MIGRATION_TIMEOUT, "the end", ended).await?;
+    assert_eq!(m.state, pb::MigrationState::Cancelled as i32, "{m:#?}");
+    assert!(items(&b.store(), REGISTRY).await?.is_empty());
+    assert!(bucket_digests(&b).await?.is_empty(), "buckets emptied on B");
+    assert!(backup_keys(&b, &format!("{BSL_PREFIX}/")).await?.is_empty());
+    assert!(realm_users(&b).await?.is_empty());
+    assert_eq!(replicas(&a.store(), REGISTRY).await?, replicas_a);
+    Ok(())
+}
+
+/// `ferry demo` runs the whole migration on its embedded sandbox and exits 0
+/// only when verified; `-o json` prints the report as one object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_migrates_and_verifies() -> anyhow::Result<()> {
+    let out = std::process::Command::new(ferry_tests::bin("ferry")?)
+        .args(["demo", "-o", "json"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert_eq!(v["state"], "succeeded");
+    assert_eq!(v["report"]["verified"], true);
+    assert!(
+        v["report"]["lines"].as_array().map_or(0, Vec::len) > 20,
+        "{v:#}"
+    );
+    Ok(())
+}
