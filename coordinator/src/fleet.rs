@@ -327,6 +327,11 @@ impl Fleet {
         Ok(())
     }
 
+    /// The coordinator is shutting down: waits end early.
+    pub fn stopping(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
     /// Keeps the latest progress of a command its own agent reported.
     pub fn record_progress(&self, cluster: &str, p: pb::CommandProgress) -> Result<()> {
         match self.store.command(&p.id)? {

@@ -307,6 +307,20 @@ impl World {
     }
 }
 
+impl Drop for World {
+    /// With `FERRY_KEEP_TEST_DIR` set, the work directory (logs, state) is
+    /// kept for a look after the test.
+    fn drop(&mut self) {
+        if std::env::var_os("FERRY_KEEP_TEST_DIR").is_some()
+            && let Ok(spare) = tempfile::tempdir()
+        {
+            let kept = std::mem::replace(&mut self.dir, spare);
+            eprintln!("kept test directory {}", kept.path().display());
+            std::mem::forget(kept);
+        }
+    }
+}
+
 /// Logs of in-process parts into the test's output (`RUST_LOG` filters; off by default).
 pub fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

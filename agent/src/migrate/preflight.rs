@@ -291,7 +291,18 @@ async fn leftover_objects(
     }
     let mut found = Vec::new();
     for prefix in &cmd.leftover_prefixes {
-        let listing = storage::list_prefix(&step.ctx.stores, store, prefix).await?;
+        let listing = match storage::list_prefix(&step.ctx.stores, store, prefix).await {
+            Ok(l) => l,
+            Err(e) => {
+                // Unknown is not empty: refuse, saying why.
+                checks.add(
+                    "no-backup-objects",
+                    false,
+                    format!("cannot tell whether {prefix:?} is empty: {e}"),
+                );
+                return Ok(());
+            }
+        };
         if let Some(first) = listing.objects.first() {
             found.push(format!(
                 "{} objects under {prefix:?} (e.g. {})",

@@ -349,6 +349,23 @@ impl Relay for RelayService {
 }
 
 impl RelayHub {
+    /// Tells the source that the sink has everything, so its command ends —
+    /// also when the sink's report reached an earlier coordinator that died
+    /// before passing it on (the source gets it once it reconnects).
+    pub fn finish_source(&self, job_id: &str, counts: Option<pb::TransferCounts>) {
+        let job = self.job(job_id);
+        tokio::spawn(async move {
+            let finished = source_down::Msg::Finished(pb::RelayFinished { counts });
+            deliver(
+                &job.source,
+                pb::SourceDown {
+                    msg: Some(finished),
+                },
+            )
+            .await;
+        });
+    }
+
     /// Tells the side still running that its counterpart failed, so its
     /// command ends too (once it is connected).
     pub fn abort(&self, job_id: &str, message: String) {

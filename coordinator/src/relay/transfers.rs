@@ -48,9 +48,28 @@ impl TransfersApi {
             auth,
         });
         for t in inner.store.transfers()? {
-            if t.state == pb::TransferState::Running as i32 {
-                tokio::spawn(follow(inner.clone(), t.transfer_id));
+            if t.state != pb::TransferState::Running as i32 {
+                continue;
             }
+            let inner = inner.clone();
+            tokio::spawn(async move {
+                // A start cut short between recording the transfer and
+                // sending both commands is completed first.
+                if t.source_command_id.is_empty() || t.target_command_id.is_empty() {
+                    let again = pb::StartTransferRequest {
+                        transfer_id: t.transfer_id.clone(),
+                        source: t.source.clone(),
+                        target: t.target.clone(),
+                        chunk_size: 0,
+                        parallelism: 0,
+                    };
+                    if let Err(e) = inner.start(again).await {
+                        tracing::error!(transfer = %t.transfer_id, error = %e, "cannot complete an interrupted transfer start");
+                        return;
+                    }
+                }
+                follow(inner, t.transfer_id).await;
+            });
         }
         Ok(Self { inner })
     }
@@ -104,13 +123,30 @@ impl Inner {
                 "transfer id {id:?} must be lowercase letters, digits and '-'"
             )));
         }
-        if let Some(existing) = self.store.transfer(&id)? {
-            return Ok((existing, false));
+        let existing = self.store.transfer(&id)?;
+        let complete = existing
+            .as_ref()
+            .is_some_and(|t| !t.source_command_id.is_empty() && !t.target_command_id.is_empty());
+        if let Some(t) = existing.clone().filter(|_| complete) {
+            return Ok((t, false));
         }
-        let source = check_set("source", &r.source)
-            .map_err(|s| crate::Error::Invalid(s.message().into()))?;
-        let target = check_set("target", &r.target)
-            .map_err(|s| crate::Error::Invalid(s.message().into()))?;
+        // New, or recorded by a start that a crash cut short before both
+        // commands were sent: (re)send them; the fleet answers a request id
+        // it has seen with the command it already made.
+        let (source, target) = match &existing {
+            Some(t) => (
+                check_set("source", &t.source)
+                    .map_err(|s| crate::Error::Invalid(s.message().into()))?,
+                check_set("target", &t.target)
+                    .map_err(|s| crate::Error::Invalid(s.message().into()))?,
+            ),
+            None => (
+                check_set("source", &r.source)
+                    .map_err(|s| crate::Error::Invalid(s.message().into()))?,
+                check_set("target", &r.target)
+                    .map_err(|s| crate::Error::Invalid(s.message().into()))?,
+            ),
+        };
         if r.chunk_size != 0 && !(MIN_CHUNK..=MAX_CHUNK).contains(&r.chunk_size) {
             return Err(crate::Error::Invalid(format!(
                 "chunk size {} is outside {MIN_CHUNK}..={MAX_CHUNK} (S3 parts are at least 5 MiB)",
@@ -118,15 +154,21 @@ impl Inner {
             )));
         }
         // Recorded first: the agents' relay streams are admitted against this record.
-        let mut status = pb::TransferStatus {
-            transfer_id: id.clone(),
-            source: Some(source.clone()),
-            target: Some(target.clone()),
-            state: pb::TransferState::Running as i32,
-            started_at_unix_ms: unix_ms(),
-            ..Default::default()
+        let mut status = match existing {
+            Some(t) => t,
+            None => {
+                let t = pb::TransferStatus {
+                    transfer_id: id.clone(),
+                    source: Some(source.clone()),
+                    target: Some(target.clone()),
+                    state: pb::TransferState::Running as i32,
+                    started_at_unix_ms: unix_ms(),
+                    ..Default::default()
+                };
+                self.store.put_transfer(&t)?;
+                t
+            }
         };
-        self.store.put_transfer(&status)?;
         let sink = self
             .fleet
             .submit(
@@ -193,7 +235,24 @@ impl Inner {
 async fn finish(inner: &Inner, transfer: &str, command: &str) -> crate::Result<pb::CommandStatus> {
     loop {
         let c = inner.fleet.wait(command, Duration::from_secs(60)).await?;
+        if inner.fleet.stopping() {
+            return Err(crate::Error::Invalid(
+                "the coordinator is shutting down".into(),
+            ));
+        }
         if crate::store::is_finished(&c) {
+            // The sink verified and committed everything: the source may end
+            // too, even if the sink's report reached a coordinator that died.
+            if let Some(pb::command_result::Outcome::Output(pb::CommandOutput {
+                kind: Some(pb::command_output::Kind::Relay(out)),
+            })) = c.result.as_ref().and_then(|r| r.outcome.as_ref())
+                && matches!(
+                    c.spec.as_ref().and_then(|s| s.kind.as_ref()),
+                    Some(Kind::RelaySink(_))
+                )
+            {
+                inner.hub.finish_source(transfer, out.counts);
+            }
             if let Some(pb::command_result::Outcome::Error(e)) =
                 c.result.as_ref().and_then(|r| r.outcome.as_ref())
             {
