@@ -30,9 +30,9 @@ use crate::{Error, Result};
 /// Who the fleet records as submitting a migration's commands.
 pub const SUBMITTER: &str = "ferry-migrations";
 /// How often a running step's progress is looked at.
-const POLL: Duration = Duration::from_millis(400);
+const POLL: Duration = Duration::from_millis(250);
 /// Transfers of one step running at once.
-const TRANSFERS_AT_ONCE: usize = 4;
+const TRANSFERS_AT_ONCE: usize = 6;
 /// How long a rollback waits for a cancelled transfer to stop.
 const TRANSFER_STOP_WAIT: Duration = Duration::from_secs(30);
 
