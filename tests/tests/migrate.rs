@@ -510,3 +510,97 @@ async fn the_demo_migrates_and_verifies() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A staged migration: the stage copy moves the data while the source
+/// serves, the cutover moves only what changed. Agents killed in the middle
+/// of their steps (A during the stage backup, B during a restore) continue
+/// or safely repeat them when restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_staged_migration_moves_the_delta_and_survives_agent_kills() -> anyhow::Result<()> {
+    ferry_tests::init_logs();
+    let w = World::new(&["a", "b"], &["admin"])?;
+    let a = cluster(&w, "a", Site::source("a.example.com")).await?;
+    let b = cluster(&w, "b", Site::target("b.example.com")).await?;
+    a.velero_faults().set_item_delay(Duration::from_millis(15));
+    b.velero_faults().set_item_delay(Duration::from_millis(20));
+    let _c = w.coordinator(&["admin=operator"], &[])?;
+    let mut agent_a = agent(&w, "a", &a)?;
+    let mut agent_b = agent(&w, "b", &b)?;
+    w.all_connected(&["a", "b"], Duration::from_secs(30))
+        .await?;
+    let mut staged = request("m4", "a", "b");
+    staged.stage = true;
+    migrations(&w, "admin")
+        .await?
+        .start_migration(staged)
+        .await?;
+
+    let moving = |step: &'static str| {
+        move |m: &pb::Migration| {
+            m.steps.iter().any(|s| {
+                s.name == step
+                    && s.state == pb::StepState::Running as i32
+                    && s.progress.as_ref().is_some_and(|p| p.items_done > 0)
+            })
+        }
+    };
+    wait_until(
+        &w,
+        "m4",
+        MIGRATION_TIMEOUT,
+        "the stage backup moving",
+        moving("stage-backup"),
+    )
+    .await?;
+    agent_a.kill9()?;
+    agent_a = agent(&w, "a", &a)?;
+    wait_until(
+        &w,
+        "m4",
+        MIGRATION_TIMEOUT,
+        "restore-init moving",
+        moving("restore-init"),
+    )
+    .await?;
+    agent_b.kill9()?;
+    agent_b = agent(&w, "b", &b)?;
+    let m = wait_until(&w, "m4", MIGRATION_TIMEOUT, "the end", ended).await?;
+    assert_eq!(m.state, pb::MigrationState::Succeeded as i32, "{m:#?}");
+    assert!(m.report.as_ref().is_some_and(|r| r.verified), "{m:#?}");
+    // Two backups (stage and cutover), one restore per phase.
+    assert_eq!(velero_names(&a.store(), "backups").await?.len(), 2);
+    assert_eq!(velero_names(&b.store(), "restores").await?.len(), 11);
+
+    // The cutover moved none of the buckets' bytes: the stage had them.
+    let channel = ferry_common::tls::connect(
+        &w.url(),
+        &ferry_common::tls::TlsPaths::in_dir(&w.pki, "client-admin"),
+        None,
+        Duration::from_secs(5),
+    )
+    .await?;
+    let mut transfers = pb::transfers_client::TransfersClient::new(channel);
+    for bucket in ferry_sandbox::fixture::OBC_BUCKETS {
+        let get = |id: String| pb::GetTransferRequest { transfer_id: id };
+        let stage = transfers
+            .get_transfer(get(format!("m4-stage-transfer-a1-{bucket}")))
+            .await?
+            .into_inner();
+        let cutover = transfers
+            .get_transfer(get(format!("m4-transfer-a1-{bucket}")))
+            .await?
+            .into_inner();
+        let (s, c) = (
+            stage.counts.unwrap_or_default(),
+            cutover.counts.unwrap_or_default(),
+        );
+        assert!(
+            s.bytes_moved > 0,
+            "{bucket}: the stage moved nothing: {s:?}"
+        );
+        assert_eq!(c.bytes_moved, 0, "{bucket}: the cutover moved again: {c:?}");
+        assert_eq!(c.objects_skipped, c.objects_total, "{bucket}: {c:?}");
+    }
+    drop((agent_a, agent_b));
+    Ok(())
+}
