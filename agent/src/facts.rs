@@ -8,7 +8,14 @@ use ferry_common::pb;
 use crate::AgentConfig;
 use crate::platform::{self, ClusterProbe, ProbeOptions};
 
-pub const CAPABILITIES: &[&str] = &["describe", "ping", "relay-source", "relay-sink"];
+pub const CAPABILITIES: &[&str] = &[
+    "describe",
+    "ping",
+    "relay-source",
+    "relay-sink",
+    "load",
+    "migration-steps",
+];
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 

@@ -636,6 +636,7 @@ impl Inner {
         let Some(step) = step_ref(&m, at).cloned() else {
             return;
         };
+        tracing::info!(migration = %id, step = %step.name, attempt = step.attempt, cluster = %step.cluster_id, "step started");
         self.audit(
             "coordinator",
             "step-started",
@@ -687,6 +688,7 @@ impl Inner {
                     tracing::error!(migration = %id, error = %e, "cannot journal a step's end; it runs again");
                     return;
                 }
+                tracing::info!(migration = %id, step = %step.name, "step finished: {detail}");
                 self.audit(
                     &actor,
                     "step-finished",
@@ -742,6 +744,7 @@ impl Inner {
                         )))
                     });
                 }
+                tracing::warn!(migration = %id, step = %step.name, "step failed: {message}");
                 self.audit(
                     &actor,
                     "step-failed",
