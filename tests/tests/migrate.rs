@@ -604,3 +604,70 @@ async fn a_staged_migration_moves_the_delta_and_survives_agent_kills() -> anyhow
     drop((agent_a, agent_b));
     Ok(())
 }
+
+/// A step that fails stops the migration with its reason (exit 1); after
+/// the cause is gone, `retry` runs it again — with a new Velero backup, since
+/// the failed one keeps its verdict — and the migration verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_backup_stops_the_migration_and_retry_finishes_it() -> anyhow::Result<()> {
+    ferry_tests::init_logs();
+    let w = World::new(&["a", "b"], &["admin"])?;
+    let a = cluster(&w, "a", Site::source("a.example.com")).await?;
+    let b = cluster(&w, "b", Site::target("b.example.com")).await?;
+    a.velero_faults()
+        .fail_next_backup("node-agent lost the volume of pvc gerrit-data");
+    let _c = w.coordinator(&["admin=operator"], &[])?;
+    let _agent_a = agent(&w, "a", &a)?;
+    let _agent_b = agent(&w, "b", &b)?;
+    w.all_connected(&["a", "b"], Duration::from_secs(30))
+        .await?;
+
+    let out = w.ferry(
+        "admin",
+        &[
+            "migrate",
+            "start",
+            "--registry",
+            REGISTRY,
+            "--from",
+            "a",
+            "--to",
+            "b",
+            "--id",
+            "m5",
+        ],
+    )?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(ferry_code(&out), 1, "{stdout}");
+    assert!(stdout.contains("partially failed"), "{stdout}");
+    let m = w.ferry_json("admin", &["migrate", "get", "m5"])?;
+    assert_eq!(m["state"], "failed", "{m:#}");
+    let failed_backup = m["backup_name"]
+        .as_str()
+        .context("backup name")?
+        .to_string();
+    // The failed step left B untouched.
+    assert!(items(&b.store(), REGISTRY).await?.is_empty());
+
+    let out = w.ferry("admin", &["migrate", "retry", "m5"])?;
+    assert_eq!(
+        ferry_code(&out),
+        0,
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = w.ferry_json("admin", &["migrate", "get", "m5"])?;
+    assert_eq!(m["report"]["verified"], true, "{m:#}");
+    let backup = m["backup_name"].as_str().context("backup name")?;
+    assert_ne!(backup, failed_backup, "a new backup after the failed one");
+    let backups = velero_names(&a.store(), "backups").await?;
+    assert_eq!(backups.len(), 2, "{backups:?}");
+    assert!(backups.contains(&failed_backup) && backups.iter().any(|b| b == backup));
+    let step = m["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "backup"))
+        .context("backup step")?;
+    assert_eq!(step["attempt"], 2, "{step}");
+    Ok(())
+}

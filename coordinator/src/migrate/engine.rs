@@ -352,6 +352,13 @@ impl Engine {
                 .map(|s| {
                     s.state = SS::Pending as i32;
                     s.error.clear();
+                    // Velero names are the idempotency keys: a failed backup
+                    // found again by its name would fail again.
+                    for r in s.refs.iter_mut() {
+                        if let Some(name) = r.strip_prefix("backup/") {
+                            *r = format!("failed-backup/{name}");
+                        }
+                    }
                     s.name.clone()
                 });
             m.state = if rolling_back {
@@ -872,7 +879,20 @@ impl Inner {
             name if name.starts_with("restore-") => {
                 let phase = plan::restore_phase(name)
                     .ok_or_else(|| StepError::Failed(format!("no restore phase named {name}")))?;
-                let restore_name = format!("{}-{}", m.backup_name, phase.name);
+                // A retried phase gets a new Restore: the failed one keeps its verdict.
+                let restore_name = if step.attempt > 1 {
+                    format!("{}-{}-{}", m.backup_name, phase.name, step.attempt)
+                } else {
+                    format!("{}-{}", m.backup_name, phase.name)
+                };
+                let reference = format!("restore/{restore_name}");
+                if !step.refs.contains(&reference) {
+                    self.update_step(id, at, |s| {
+                        if !s.refs.contains(&reference) {
+                            s.refs.push(reference.clone());
+                        }
+                    })?;
+                }
                 let out = self
                     .command(
                         m,
@@ -978,22 +998,18 @@ impl Inner {
             }
             "cleanup-target" => {
                 self.stop_transfers(m).await;
-                let mut backups: Vec<String> = stage_backup(m).into_iter().collect();
-                if !m.backup_name.is_empty() {
-                    backups.push(m.backup_name.clone());
-                }
+                let backups = all_backups(m);
                 let mut prefixes: Vec<String> =
                     backups.iter().map(|b| plan::backup_prefix(b)).collect();
                 prefixes.push(plan::repository_prefix(&req.registry));
                 prefixes.push(format!("ferry/{id}/"));
-                let restores = if m.backup_name.is_empty() {
-                    vec![]
-                } else {
-                    plan::PHASES
-                        .iter()
-                        .map(|p| format!("{}-{}", m.backup_name, p.name))
-                        .collect()
-                };
+                let restores: Vec<String> = m
+                    .steps
+                    .iter()
+                    .flat_map(|s| s.refs.iter())
+                    .filter_map(|r| r.strip_prefix("restore/"))
+                    .map(str::to_string)
+                    .collect();
                 let out = self
                     .command(
                         m,
@@ -1037,11 +1053,14 @@ impl Inner {
         }
         let req = request(m);
         let mut now = unix_ms();
-        // Two backups of one migration must not share a name (names have seconds).
-        if let Some(stage) = stage_backup(m) {
-            while plan::backup_name(&req.registry, now) <= stage {
-                now += 1000;
-            }
+        // Two backups of one migration must not share a name (names have
+        // seconds): not the stage's, nor one that failed before a retry.
+        let taken: Vec<String> = all_backups(m);
+        while taken
+            .iter()
+            .any(|t| plan::backup_name(&req.registry, now) <= *t)
+        {
+            now += 1000;
         }
         let name = plan::backup_name(&req.registry, now);
         let is_main = step.name == "backup";
@@ -1310,6 +1329,23 @@ impl Inner {
             }
         }
     }
+}
+
+/// Every backup the migration named: stage, cutover, and those that failed.
+fn all_backups(m: &pb::Migration) -> Vec<String> {
+    let mut names: Vec<String> = m
+        .steps
+        .iter()
+        .flat_map(|s| s.refs.iter())
+        .filter_map(|r| {
+            r.strip_prefix("backup/")
+                .or_else(|| r.strip_prefix("failed-backup/"))
+        })
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn stage_backup(m: &pb::Migration) -> Option<String> {
