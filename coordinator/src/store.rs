@@ -405,4 +405,68 @@ mod tests {
         );
         Ok(())
     }
+
+    #[test]
+    fn migration_events_and_audit_append_in_order_and_survive_reopen() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        {
+            let store = Store::open(dir.path())?;
+            let mut m = pb::Migration {
+                migration_id: "m1".into(),
+                ..Default::default()
+            };
+            for message in ["created", "quiesce started", "quiesce finished"] {
+                let e = pb::MigrationEvent {
+                    message: message.into(),
+                    ..Default::default()
+                };
+                store.put_migration(&mut m, Some(e))?;
+            }
+            // A record written without an event takes no sequence number.
+            store.put_migration(&mut m, None)?;
+            // Another migration's log is its own.
+            let mut other = pb::Migration {
+                migration_id: "m10".into(),
+                ..Default::default()
+            };
+            store.put_migration(&mut other, Some(pb::MigrationEvent::default()))?;
+            for action in ["start", "step-started"] {
+                store.audit(pb::AuditEntry {
+                    action: action.into(),
+                    migration_id: "m1".into(),
+                    ..Default::default()
+                })?;
+            }
+            store.audit(pb::AuditEntry {
+                action: "list".into(),
+                ..Default::default()
+            })?;
+        }
+        let store = Store::open(dir.path())?;
+        assert_eq!(store.migration("m1")?.map(|m| m.last_seq), Some(3));
+        let after_one: Vec<(u64, String)> = store
+            .migration_events("m1", 1)?
+            .into_iter()
+            .map(|e| (e.seq, e.message))
+            .collect();
+        assert_eq!(
+            after_one,
+            [
+                (2, "quiesce started".to_string()),
+                (3, "quiesce finished".to_string())
+            ]
+        );
+        assert_eq!(store.migration_events("m10", 0)?.len(), 1);
+        let audit = store.audit_log(Some("m1"))?;
+        assert_eq!(
+            audit
+                .iter()
+                .map(|e| (e.seq, e.action.as_str()))
+                .collect::<Vec<_>>(),
+            [(1, "start"), (2, "step-started")]
+        );
+        assert!(audit.iter().all(|e| e.at_unix_ms > 0));
+        assert_eq!(store.audit_log(None)?.len(), 3);
+        Ok(())
+    }
 }
