@@ -338,6 +338,9 @@ pub enum ConnectError {
     },
 }
 
+const CLIENT_STREAM_WINDOW: u32 = 4 * 1024 * 1024;
+const CLIENT_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
 /// Opens an mTLS channel to `url` (`https://host:port`), reading the files now.
 pub async fn connect(
     url: &str,
@@ -354,6 +357,11 @@ pub async fn connect(
         })?
         .connect_timeout(timeout)
         .tcp_nodelay(true)
+        // Bulk data (the relay's frames) in both directions: windows as large
+        // as the coordinator's, so a stream is not stalled waiting for window
+        // updates on a long link; what a slow reader lets pile up stays bounded.
+        .initial_stream_window_size(CLIENT_STREAM_WINDOW)
+        .initial_connection_window_size(CLIENT_CONNECTION_WINDOW)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true);

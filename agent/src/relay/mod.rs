@@ -26,6 +26,10 @@ use crate::progress::Progress;
 /// Default chunk: the resume unit and the multipart part size (S3 wants ≥ 5 MiB).
 pub const DEFAULT_CHUNK_SIZE: u64 = 8 * 1024 * 1024;
 pub const DEFAULT_PARALLELISM: u32 = 4;
+/// A chunk crosses in frames of at most this much: what each hop holds per message.
+pub const FRAME_SIZE: usize = 1024 * 1024;
+/// Frames each object's sender may read ahead of the link.
+const FRAMES_AHEAD: usize = 4;
 /// A chunk message may carry up to this much besides its data.
 const MESSAGE_OVERHEAD: usize = 64 * 1024;
 /// S3 refuses multipart parts below 5 MiB (but the last), and a chunk is a part.

@@ -1,5 +1,5 @@
 //! The sink side: decide what is needed, verify every chunk, commit whole objects.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use ferry_common::backoff::Backoff;
@@ -10,16 +10,23 @@ use object_store::{
     Attribute, Attributes, GetOptions, PutMultipartOptions, PutOptions, PutPayload,
 };
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::state::{Committed, Partial, TargetState};
-use super::{RelayContext, RelayError, SessionError, check_chunk_size, link_or_fatal, sha256};
+use super::{RelayContext, RelayError, SessionError, check_chunk_size, link_or_fatal};
 use crate::objects::Scoped;
 
 /// User metadata recording which source version an object came from.
 const VERSION_ATTRIBUTE: &str = "ferry-source-version";
 /// Failures of one object's upload before the transfer gives up.
 const OBJECT_ATTEMPTS: u32 = 5;
+/// Frames queued for each object's worker.
+const FRAMES_QUEUED: usize = 2;
+/// Verified parts of one object uploading at once, while the next chunk arrives.
+const PARTS_IN_FLIGHT: usize = 2;
+/// Objects received whole but still uploading before a new object waits: they
+/// hold chunks the link no longer limits (the source has moved on).
+const CLOSED_UPLOADS: usize = 4;
 
 fn up(msg: Up) -> pb::SinkUp {
     pb::SinkUp { msg: Some(msg) }
@@ -61,6 +68,12 @@ enum Event {
         size: u64,
         version: String,
     },
+    /// A chunk failed verification: the worker waits for it again from `offset`.
+    Rejected {
+        key: String,
+        offset: u64,
+        reason: String,
+    },
     Failed {
         key: String,
         message: String,
@@ -70,9 +83,11 @@ enum Event {
 struct Need {
     version: String,
     size: u64,
-    /// The next offset accepted for this object.
+    /// The offset of the next frame accepted for this object.
     expected: u64,
     worker: Option<mpsc::Sender<pb::ObjectChunk>>,
+    /// Its worker has every frame and is storing the last of them.
+    closed: bool,
     attempts: u32,
 }
 
@@ -110,9 +125,11 @@ async fn session(
         .await
         .map_err(|s| link_or_fatal(&cmd.job_id, s))?
         .into_inner();
-    let (events_tx, mut events_rx) = mpsc::channel::<Event>(64);
+    // Unbounded so a worker never waits on the loop that may be waiting on
+    // it; at most a few events per object.
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
     let mut round: Option<Round> = None;
-    let result = loop {
+    let result = 'session: loop {
         tokio::select! {
             msg = down.message() => {
                 let msg = match msg {
@@ -159,11 +176,22 @@ async fn session(
                         }))).await;
                         tracing::info!(job = %cmd.job_id, need = r.needs.len(), need_bytes, skipped = r.counts.objects_skipped, "manifest compared");
                     }
-                    Some(Down::Chunk(chunk)) => {
-                        received.bytes += chunk.data.len() as u64;
+                    Some(Down::Chunk(frame)) => {
+                        received.bytes += frame.data.len() as u64;
                         let Some(r) = round.as_mut() else { continue };
-                        if let Some(resend) = r.on_chunk(scope, state, chunk, &events_tx, received) {
-                            let _ = tx.send(up(Up::Need(resend))).await;
+                        if r.starts_worker(&frame) {
+                            while r.closed_uploads() >= CLOSED_UPLOADS {
+                                let Some(event) = events_rx.recv().await else { break };
+                                if let Err(e) = apply(r, event, state, received, &tx).await {
+                                    break 'session Err(SessionError::Fatal(e));
+                                }
+                            }
+                        }
+                        if let Some((worker, frame)) = r.route(scope, state, frame, &events_tx) {
+                            // Waiting here is the backpressure: the coordinator
+                            // stops reading the source. A worker that has just
+                            // failed drops the frame; its event asks again.
+                            let _ = worker.send(frame).await;
                         }
                     }
                     Some(Down::Failure(f)) => {
@@ -174,13 +202,8 @@ async fn session(
             }
             Some(event) = events_rx.recv() => {
                 let Some(r) = round.as_mut() else { continue };
-                match r.on_event(event, state) {
-                    Ok(Some(up_msg)) => { let _ = tx.send(up_msg).await; }
-                    Ok(None) => {}
-                    Err(e) => {
-                        let _ = tx.send(up(Up::Failure(pb::RelayFailure { message: e.to_string() }))).await;
-                        break Err(SessionError::Fatal(e));
-                    }
+                if let Err(e) = apply(r, event, state, received, &tx).await {
+                    break Err(SessionError::Fatal(e));
                 }
             }
         }
@@ -208,9 +231,39 @@ async fn session(
     result
 }
 
+/// Applies a worker's event to the round and tells the coordinator; a fatal
+/// error is reported to it too.
+async fn apply(
+    r: &mut Round,
+    event: Event,
+    state: &mut TargetState,
+    received: &mut Received,
+    tx: &mpsc::Sender<pb::SinkUp>,
+) -> Result<(), RelayError> {
+    match r.on_event(event, state, received) {
+        Ok(Some(msg)) => {
+            let _ = tx.send(msg).await;
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => {
+            let _ = tx
+                .send(up(Up::Failure(pb::RelayFailure {
+                    message: e.to_string(),
+                })))
+                .await;
+            Err(e)
+        }
+    }
+}
+
 /// Stops a round's workers and records what they committed meanwhile, so the
 /// next round starts from exactly what is durable.
-async fn finish_round(mut r: Round, state: &mut TargetState, events: &mut mpsc::Receiver<Event>) {
+async fn finish_round(
+    mut r: Round,
+    state: &mut TargetState,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+) {
     for need in r.needs.values_mut() {
         need.worker = None;
     }
@@ -293,7 +346,7 @@ impl Round {
                     && p.size == e.size
                     && p.chunk_size == self.chunk_size =>
             {
-                p.parts.len() as u64 * self.chunk_size
+                resume_offset(&p)
             }
             Some(p) => {
                 abort_upload(scope, &p).await;
@@ -309,6 +362,7 @@ impl Round {
                 size: e.size,
                 expected: offset,
                 worker: None,
+                closed: false,
                 attempts: 0,
             },
         );
@@ -321,74 +375,61 @@ impl Round {
         })
     }
 
-    /// Accepts a verified chunk into its object's worker; answers a resend
-    /// request for a chunk that fails verification.
-    fn on_chunk(
+    /// Whether this frame would start a worker (the first of an object, or
+    /// the first after its worker failed).
+    fn starts_worker(&self, frame: &pb::ObjectChunk) -> bool {
+        self.needs.get(&frame.key).is_some_and(|n| {
+            n.worker.is_none() && frame.offset == n.expected && frame.version == n.version
+        })
+    }
+
+    fn closed_uploads(&self) -> usize {
+        self.needs
+            .values()
+            .filter(|n| n.closed && n.worker.is_some())
+            .count()
+    }
+
+    /// The worker that takes this frame, started with the object's first
+    /// frame; `None` for a frame that is stale (an older request, a resend
+    /// racing) or of an object not needed.
+    fn route(
         &mut self,
         scope: &Scoped,
         state: &TargetState,
-        chunk: pb::ObjectChunk,
-        events: &mpsc::Sender<Event>,
-        received: &mut Received,
-    ) -> Option<pb::SendRequest> {
-        let generation = self.generation;
-        let chunk_size = self.chunk_size;
-        let need = self.needs.get_mut(&chunk.key)?;
-        // Stale or repeated chunks (an older request, a resend racing) are dropped.
-        if chunk.offset != need.expected || chunk.version != need.version {
+        frame: pb::ObjectChunk,
+        events: &mpsc::UnboundedSender<Event>,
+    ) -> Option<(mpsc::Sender<pb::ObjectChunk>, pb::ObjectChunk)> {
+        let need = self.needs.get_mut(&frame.key)?;
+        if frame.offset != need.expected || frame.version != need.version {
             return None;
         }
-        let len = chunk.data.len() as u64;
-        let well_formed =
-            (chunk.last && chunk.offset + len == need.size) || (!chunk.last && len == chunk_size);
-        if !well_formed || sha256(&chunk.data) != chunk.sha256 {
-            received.rejected += 1;
-            tracing::warn!(key = %chunk.key, offset = chunk.offset, "chunk failed verification; asking for it again");
-            return Some(pb::SendRequest {
-                generation,
-                key: chunk.key,
-                offset: need.expected,
-                version: need.version.clone(),
-                reason: format!(
-                    "chunk at offset {} failed SHA-256 verification",
-                    chunk.offset
-                ),
-            });
-        }
-        need.expected += len;
+        need.expected += frame.data.len() as u64;
+        need.closed = frame.last && !frame.more;
         if need.worker.is_none() {
-            // One chunk queued behind the one being stored: what a crash of
-            // this process can lose is at most two chunks per object.
-            let (wtx, wrx) = mpsc::channel(1);
+            let (wtx, wrx) = mpsc::channel(FRAMES_QUEUED);
             let job = Upload {
                 scope: scope.clone(),
                 partials: state.dir().to_path_buf(),
-                key: chunk.key.clone(),
+                key: frame.key.clone(),
                 version: need.version.clone(),
                 size: need.size,
-                chunk_size,
-                resume: state.partial(&chunk.key),
+                chunk_size: self.chunk_size,
+                start: frame.offset,
+                resume: state.partial(&frame.key),
             };
             self.workers
                 .push(tokio::spawn(job.run(wrx, events.clone())));
             need.worker = Some(wtx);
         }
-        let worker = need.worker.as_ref()?;
-        if let Err(e) = worker.try_send(chunk) {
-            // Full: wait for room (backpressure) without blocking other work for long.
-            let chunk = e.into_inner();
-            let worker = worker.clone();
-            tokio::spawn(async move {
-                let _ = worker.send(chunk).await;
-            });
-        }
-        None
+        Some((need.worker.clone()?, frame))
     }
 
     fn on_event(
         &mut self,
         event: Event,
         state: &mut TargetState,
+        received: &mut Received,
     ) -> Result<Option<pb::SinkUp>, RelayError> {
         match event {
             Event::Committed { key, size, version } => {
@@ -397,6 +438,26 @@ impl Round {
                 self.counts.objects_moved += 1;
                 self.counts.bytes_moved += size;
                 Ok(Some(up(Up::Committed(pb::ObjectCommitted { key, size }))))
+            }
+            Event::Rejected {
+                key,
+                offset,
+                reason,
+            } => {
+                received.rejected += 1;
+                let Some(need) = self.needs.get_mut(&key) else {
+                    return Ok(None);
+                };
+                tracing::warn!(%key, offset, %reason, "chunk failed verification; asking for it again");
+                need.expected = offset;
+                need.closed = false;
+                Ok(Some(up(Up::Need(pb::SendRequest {
+                    generation: self.generation,
+                    key,
+                    offset,
+                    version: need.version.clone(),
+                    reason,
+                }))))
             }
             Event::Failed { key, message } => {
                 let Some(need) = self.needs.get_mut(&key) else {
@@ -412,11 +473,13 @@ impl Round {
                     });
                 }
                 tracing::warn!(%key, attempt = need.attempts, %message, "storing the object failed; asking for it again");
+                // The worker has stopped: the next frame starts a new one.
                 need.worker = None;
+                need.closed = false;
                 need.expected = state
                     .partial(&key)
-                    .filter(|p| p.version == need.version)
-                    .map_or(0, |p| p.parts.len() as u64 * self.chunk_size);
+                    .filter(|p| p.version == need.version && p.chunk_size == self.chunk_size)
+                    .map_or(0, |p| resume_offset(&p));
                 Ok(Some(up(Up::Need(pb::SendRequest {
                     generation: self.generation,
                     key,
@@ -427,6 +490,12 @@ impl Round {
             }
         }
     }
+}
+
+/// Where a partial object resumes: the end of its last recorded part (its
+/// end, when every part is recorded and only the completion is missing).
+fn resume_offset(p: &Partial) -> u64 {
+    (p.parts.len() as u64 * p.chunk_size).min(p.size)
 }
 
 async fn stored_version(scope: &Scoped, key: &str) -> Option<String> {
@@ -467,8 +536,11 @@ fn version_attributes(version: &str) -> Attributes {
     a
 }
 
-/// Stores one object from its verified chunks: a single put for a one-chunk
-/// object, otherwise a multipart upload whose parts are recorded as they land.
+/// Stores one object from its frames: verifies each chunk as its frames
+/// arrive, then stores it while the next chunk arrives — a single put for a
+/// one-chunk object, otherwise a multipart upload whose parts (a few at once)
+/// are recorded in order as they land. The object becomes visible only when
+/// the upload completes, after its last chunk verified.
 struct Upload {
     scope: Scoped,
     partials: std::path::PathBuf,
@@ -476,13 +548,38 @@ struct Upload {
     version: String,
     size: u64,
     chunk_size: u64,
+    /// The offset of the first frame this worker was given.
+    start: u64,
     resume: Option<Partial>,
 }
 
+/// The frames of the chunk being received, hashed as they come.
+struct Assembly {
+    start: u64,
+    len: u64,
+    frames: Vec<bytes::Bytes>,
+    digest: ring::digest::Context,
+}
+
+impl Assembly {
+    fn new(start: u64) -> Self {
+        Self {
+            start,
+            len: 0,
+            frames: vec![],
+            digest: ring::digest::Context::new(&ring::digest::SHA256),
+        }
+    }
+}
+
 impl Upload {
-    async fn run(self, mut chunks: mpsc::Receiver<pb::ObjectChunk>, events: mpsc::Sender<Event>) {
+    async fn run(
+        self,
+        mut frames: mpsc::Receiver<pb::ObjectChunk>,
+        events: mpsc::UnboundedSender<Event>,
+    ) {
         let key = self.key.clone();
-        let event = match self.store(&mut chunks).await {
+        let event = match self.store(&mut frames, &events).await {
             Ok(Some(())) => Event::Committed {
                 key,
                 size: self.size,
@@ -494,7 +591,7 @@ impl Upload {
                 message: e.to_string(),
             },
         };
-        let _ = events.send(event).await;
+        let _ = events.send(event);
     }
 
     fn err(&self, source: object_store::Error) -> RelayError {
@@ -504,95 +601,209 @@ impl Upload {
         }
     }
 
+    /// The chunk just completed by `last_frame`, if it verifies; otherwise
+    /// why not.
+    fn verify(
+        &self,
+        chunk: Assembly,
+        last_frame: &pb::ObjectChunk,
+    ) -> Result<Vec<bytes::Bytes>, String> {
+        let well_formed = if last_frame.last {
+            chunk.start + chunk.len == self.size
+        } else {
+            chunk.len == self.chunk_size
+        };
+        if !well_formed {
+            return Err(format!(
+                "chunk at offset {} has {} bytes, which does not fit an object of {} bytes in chunks of {}",
+                chunk.start, chunk.len, self.size, self.chunk_size
+            ));
+        }
+        if chunk.digest.finish().as_ref() != last_frame.sha256.as_ref() {
+            return Err(format!(
+                "chunk at offset {} failed SHA-256 verification",
+                chunk.start
+            ));
+        }
+        Ok(chunk.frames)
+    }
+
     async fn store(
         &self,
-        chunks: &mut mpsc::Receiver<pb::ObjectChunk>,
+        frames: &mut mpsc::Receiver<pb::ObjectChunk>,
+        events: &mpsc::UnboundedSender<Event>,
     ) -> Result<Option<()>, RelayError> {
         let path = self.scope.path(&self.key)?;
-        if self.size <= self.chunk_size && self.resume.is_none() {
-            let Some(chunk) = chunks.recv().await else {
-                return Ok(None);
-            };
-            let opts = PutOptions {
-                attributes: version_attributes(&self.version),
-                ..Default::default()
-            };
+        let single = self.size <= self.chunk_size && self.resume.is_none();
+        let mut partial = if single {
+            None
+        } else {
+            Some(self.multipart(&path).await?)
+        };
+        let state = PartialFile(self.partials.clone());
+        let mut expected = self.start;
+        if let Some(p) = &partial
+            && resume_offset(p) != expected
+        {
+            return Err(RelayError::Invalid(format!(
+                "object {}: frames start at {expected} but its recorded parts end at {}",
+                self.key,
+                resume_offset(p)
+            )));
+        }
+        let mut chunk = Assembly::new(expected);
+        let mut uploads: JoinSet<Result<(usize, PartId), object_store::Error>> = JoinSet::new();
+        // Parts landed out of order, waiting for the ones before them.
+        let mut landed: BTreeMap<usize, String> = BTreeMap::new();
+        let mut all_verified = false;
+        // A verified part waiting for an upload slot; frames keep coming meanwhile.
+        let mut ready: Option<(usize, PutPayload)> = None;
+        loop {
+            if let Some(p) = partial.as_ref()
+                && uploads.len() < PARTS_IN_FLIGHT
+                && let Some((index, payload)) = ready.take()
+            {
+                let (multipart, upload_id) =
+                    (self.scope.open.multipart.clone(), p.upload_id.clone());
+                let path = path.clone();
+                uploads.spawn(async move {
+                    multipart
+                        .put_part(&path, &upload_id, index, payload)
+                        .await
+                        .map(|part| (index, part))
+                });
+            }
+            if all_verified && ready.is_none() && uploads.is_empty() {
+                break;
+            }
+            tokio::select! {
+                biased;
+                Some(joined) = uploads.join_next(), if !uploads.is_empty() => {
+                    let (index, part) = joined
+                        .map_err(|e| RelayError::Invalid(format!("object {}: part upload stopped: {e}", self.key)))?
+                        .map_err(|e| self.err(e))?;
+                    landed.insert(index, part.content_id);
+                    if let Some(p) = partial.as_mut() {
+                        let before = p.parts.len();
+                        while let Some(id) = landed.remove(&p.parts.len()) {
+                            p.parts.push(id);
+                        }
+                        if p.parts.len() > before {
+                            state.save(p)?;
+                        }
+                    }
+                }
+                frame = frames.recv(), if !all_verified && ready.is_none() => {
+                    let Some(frame) = frame else {
+                        // The round ended: record what is landing, then stop.
+                        while let Some(Ok(Ok((index, part)))) = uploads.join_next().await {
+                            landed.insert(index, part.content_id);
+                        }
+                        if let Some(p) = partial.as_mut() {
+                            while let Some(id) = landed.remove(&p.parts.len()) {
+                                p.parts.push(id);
+                            }
+                            state.save(p)?;
+                        }
+                        return Ok(None);
+                    };
+                    if frame.offset != expected || frame.version != self.version {
+                        continue; // stale: sent before a resend was asked for
+                    }
+                    expected += frame.data.len() as u64;
+                    chunk.len += frame.data.len() as u64;
+                    chunk.digest.update(&frame.data);
+                    chunk.frames.push(frame.data.clone());
+                    let oversized = chunk.len > self.chunk_size;
+                    if frame.more && !oversized {
+                        continue;
+                    }
+                    let start = chunk.start;
+                    let done = std::mem::replace(&mut chunk, Assembly::new(expected));
+                    let verdict = if oversized {
+                        Err(format!("chunk at offset {start} is larger than {} bytes", self.chunk_size))
+                    } else {
+                        self.verify(done, &frame)
+                    };
+                    let data = match verdict {
+                        Ok(data) => data,
+                        Err(reason) => {
+                            // Wait for the chunk again; the session asks the source.
+                            let _ = events.send(Event::Rejected { key: self.key.clone(), offset: start, reason });
+                            expected = start;
+                            chunk = Assembly::new(start);
+                            continue;
+                        }
+                    };
+                    all_verified = frame.last;
+                    let payload: PutPayload = data.into_iter().collect();
+                    match partial.as_ref() {
+                        None => {
+                            let opts = PutOptions {
+                                attributes: version_attributes(&self.version),
+                                ..Default::default()
+                            };
+                            self.scope
+                                .open
+                                .store
+                                .put_opts(&path, payload, opts)
+                                .await
+                                .map_err(|e| self.err(e))?;
+                        }
+                        // Every part is recorded: only the completion was missing.
+                        Some(_) if start == self.size => {}
+                        Some(_) => ready = Some(((start / self.chunk_size) as usize, payload)),
+                    }
+                }
+            }
+        }
+        if let Some(p) = partial {
+            let parts: Vec<PartId> = p
+                .parts
+                .iter()
+                .map(|c| PartId {
+                    content_id: c.clone(),
+                })
+                .collect();
             self.scope
                 .open
-                .store
-                .put_opts(&path, PutPayload::from_bytes(chunk.data), opts)
-                .await
-                .map_err(|e| self.err(e))?;
-            return Ok(Some(()));
-        }
-        let state = PartialFile(self.partials.clone());
-        let mut partial = match &self.resume {
-            Some(p) => p.clone(),
-            None => {
-                let opts = PutMultipartOptions {
-                    attributes: version_attributes(&self.version),
-                    ..Default::default()
-                };
-                let upload_id = self
-                    .scope
-                    .open
-                    .multipart
-                    .create_multipart_opts(&path, opts)
-                    .await
-                    .map_err(|e| self.err(e))?;
-                let p = Partial {
-                    key: self.key.clone(),
-                    version: self.version.clone(),
-                    size: self.size,
-                    chunk_size: self.chunk_size,
-                    upload_id,
-                    parts: vec![],
-                };
-                state.save(&p)?;
-                p
-            }
-        };
-        while let Some(chunk) = chunks.recv().await {
-            let index = (chunk.offset / self.chunk_size) as usize;
-            if index != partial.parts.len() {
-                continue;
-            }
-            let last = chunk.last;
-            let part = self
-                .scope
-                .open
                 .multipart
-                .put_part(
-                    &path,
-                    &partial.upload_id,
-                    index,
-                    PutPayload::from_bytes(chunk.data),
-                )
+                .complete_multipart(&path, &p.upload_id, parts)
                 .await
                 .map_err(|e| self.err(e))?;
-            partial.parts.push(part.content_id);
-            state.save(&partial)?;
-            if last {
-                let parts: Vec<PartId> = partial
-                    .parts
-                    .iter()
-                    .map(|c| PartId {
-                        content_id: c.clone(),
-                    })
-                    .collect();
-                self.scope
-                    .open
-                    .multipart
-                    .complete_multipart(&path, &partial.upload_id, parts)
-                    .await
-                    .map_err(|e| self.err(e))?;
-                return Ok(Some(()));
-            }
         }
-        Ok(None)
+        Ok(Some(()))
+    }
+
+    /// The multipart upload this object resumes, or a new one, recorded
+    /// before any part goes into it.
+    async fn multipart(&self, path: &object_store::path::Path) -> Result<Partial, RelayError> {
+        if let Some(p) = &self.resume {
+            return Ok(p.clone());
+        }
+        let opts = PutMultipartOptions {
+            attributes: version_attributes(&self.version),
+            ..Default::default()
+        };
+        let upload_id = self
+            .scope
+            .open
+            .multipart
+            .create_multipart_opts(path, opts)
+            .await
+            .map_err(|e| self.err(e))?;
+        let p = Partial {
+            key: self.key.clone(),
+            version: self.version.clone(),
+            size: self.size,
+            chunk_size: self.chunk_size,
+            upload_id,
+            parts: vec![],
+        };
+        PartialFile(self.partials.clone()).save(&p)?;
+        Ok(p)
     }
 }
-
 /// Workers write only their own object's partial file; the commit log has
 /// one writer, the session loop.
 struct PartialFile(std::path::PathBuf);

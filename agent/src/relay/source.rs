@@ -11,8 +11,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    DEFAULT_PARALLELISM, RelayContext, RelayError, SessionError, check_chunk_size, link_or_fatal,
-    sha256,
+    DEFAULT_PARALLELISM, FRAME_SIZE, FRAMES_AHEAD, RelayContext, RelayError, SessionError,
+    check_chunk_size, link_or_fatal,
 };
 use crate::objects::Scoped;
 
@@ -62,8 +62,8 @@ async fn session(
         .channel()
         .await
         .map_err(|e| SessionError::Link(e.to_string()))?;
-    // Room for one chunk per sender plus manifest batches: bounded memory.
-    let (tx, rx) = mpsc::channel::<pb::SourceUp>(parallelism as usize + 2);
+    // A few frames read ahead per sender plus manifest batches: bounded memory.
+    let (tx, rx) = mpsc::channel::<pb::SourceUp>(parallelism as usize * FRAMES_AHEAD + 2);
     let _ = tx
         .send(up(Up::Hello(pb::RelayHello {
             job_id: cmd.job_id.clone(),
@@ -292,8 +292,10 @@ async fn send_with_retries(
     }
 }
 
-/// Reads the object from `req.offset` and sends it in chunk-aligned chunks;
-/// never more than one chunk of it in memory.
+/// Reads the object from `req.offset` and sends it in chunk-aligned chunks,
+/// each as frames of at most [`FRAME_SIZE`] hashed as they are read: never
+/// more than one frame of it in memory here, and the next frame is read
+/// while the previous ones are on their way.
 async fn send_object(
     scope: &Scoped,
     req: &pb::SendRequest,
@@ -305,33 +307,34 @@ async fn send_object(
         key: req.key.clone(),
         source,
     };
-    let head = scope
-        .open
-        .store
-        .get_opts(
-            &path,
-            GetOptions {
-                head: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(store_err)?;
-    let size = head.meta.size;
-    let mut offset = req.offset;
-    let chunk = |data: bytes::Bytes, offset: u64, last: bool| {
-        up(Up::Chunk(pb::ObjectChunk {
-            key: req.key.clone(),
-            version: req.version.clone(),
-            offset,
-            sha256: sha256(&data).into(),
-            data,
-            last,
-        }))
+    // A first request reads the whole object (its size comes with it); a
+    // resend asks where the object ends first, as a range past it is an error.
+    let size = if req.offset == 0 {
+        None
+    } else {
+        let head = scope
+            .open
+            .store
+            .get_opts(
+                &path,
+                GetOptions {
+                    head: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(store_err)?;
+        Some(head.meta.size)
     };
-    if offset >= size {
-        // Zero-byte objects (and a resend at the very end) are one empty, last chunk.
-        let _ = tx.send(chunk(bytes::Bytes::new(), size, true)).await;
+    let mut frames = Frames::new(req, chunk_size);
+    if let Some(size) = size
+        && req.offset >= size
+    {
+        // A resend at the very end is one empty, last chunk.
+        frames.size = size;
+        frames.offset = size;
+        frames.frame_start = size;
+        let _ = tx.send(frames.finish_chunk(true)).await;
         return Ok(());
     }
     let got = scope
@@ -340,40 +343,169 @@ async fn send_object(
         .get_opts(
             &path,
             GetOptions {
-                range: Some(GetRange::Offset(offset)),
+                range: (req.offset > 0).then_some(GetRange::Offset(req.offset)),
                 ..Default::default()
             },
         )
         .await
         .map_err(store_err)?;
+    frames.size = size.unwrap_or(got.meta.size);
+    if frames.size == 0 {
+        // Zero-byte objects are one empty, last chunk.
+        let _ = tx.send(frames.finish_chunk(true)).await;
+        return Ok(());
+    }
     let mut stream = got.into_stream();
-    let mut buf = BytesMut::with_capacity(chunk_size as usize);
     while let Some(piece) = stream.next().await {
         let mut piece = piece.map_err(store_err)?;
         while !piece.is_empty() {
-            let room = chunk_size as usize - buf.len();
-            let take = room.min(piece.len());
-            buf.extend_from_slice(&piece.split_to(take));
-            if buf.len() == chunk_size as usize {
-                let data = buf.split().freeze();
-                let len = data.len() as u64;
-                let last = offset + len >= size;
-                if tx.send(chunk(data, offset, last)).await.is_err() {
-                    return Ok(());
-                }
-                offset += len;
-                buf.reserve(chunk_size as usize);
+            let take = frames.room().min(piece.len());
+            frames.push(&piece.split_to(take));
+            if let Some(frame) = frames.take_full()
+                && tx.send(frame).await.is_err()
+            {
+                return Ok(());
             }
         }
     }
-    if !buf.is_empty() || offset < size {
-        let data = buf.split().freeze();
-        let len = data.len() as u64;
-        let _ = tx.send(chunk(data, offset, true)).await;
-        offset += len;
-    }
-    if offset != size {
-        tracing::warn!(key = %req.key, expected = size, read = offset, "object changed size while being read");
+    if frames.pending() || frames.offset < frames.size {
+        tracing::warn!(key = %req.key, expected = frames.size, read = frames.offset, "object changed size while being read");
+        // What was read ends the object; the sink refuses it and asks again.
+        let _ = tx.send(frames.finish_chunk(true)).await;
     }
     Ok(())
+}
+
+/// Cuts what is read into frames and chunks, hashing each chunk as it goes.
+struct Frames<'a> {
+    req: &'a pb::SendRequest,
+    chunk_size: u64,
+    size: u64,
+    /// Where the next byte read belongs in the object.
+    offset: u64,
+    /// Where the frame being filled starts.
+    frame_start: u64,
+    frame: BytesMut,
+    digest: ring::digest::Context,
+}
+
+impl<'a> Frames<'a> {
+    fn new(req: &'a pb::SendRequest, chunk_size: u64) -> Self {
+        Self {
+            req,
+            chunk_size,
+            size: 0,
+            offset: req.offset,
+            frame_start: req.offset,
+            frame: BytesMut::new(),
+            digest: ring::digest::Context::new(&ring::digest::SHA256),
+        }
+    }
+
+    /// Bytes that still fit in the current frame without crossing a chunk.
+    fn room(&self) -> usize {
+        let to_chunk_end = self.chunk_size - self.offset % self.chunk_size;
+        (FRAME_SIZE - self.frame.len()).min(to_chunk_end.min(usize::MAX as u64) as usize)
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        if self.frame.capacity() == 0 {
+            // One allocation per frame, filled by copies from the store's reads.
+            self.frame.reserve(FRAME_SIZE);
+        }
+        self.digest.update(data);
+        self.frame.extend_from_slice(data);
+        self.offset += data.len() as u64;
+    }
+
+    fn pending(&self) -> bool {
+        !self.frame.is_empty()
+    }
+
+    /// The current frame if it is full or ends a chunk or the object.
+    fn take_full(&mut self) -> Option<pb::SourceUp> {
+        let chunk_end = self.offset.is_multiple_of(self.chunk_size);
+        if self.offset >= self.size || chunk_end {
+            return Some(self.finish_chunk(self.offset >= self.size));
+        }
+        (self.frame.len() == FRAME_SIZE).then(|| self.frame(false, vec![], true))
+    }
+
+    /// The final frame of the current chunk, with the chunk's SHA-256.
+    fn finish_chunk(&mut self, last: bool) -> pb::SourceUp {
+        let digest = std::mem::replace(
+            &mut self.digest,
+            ring::digest::Context::new(&ring::digest::SHA256),
+        );
+        self.frame(last, digest.finish().as_ref().to_vec(), false)
+    }
+
+    fn frame(&mut self, last: bool, sha256: Vec<u8>, more: bool) -> pb::SourceUp {
+        let data = self.frame.split().freeze();
+        if self.frame.capacity() < FRAME_SIZE {
+            self.frame = BytesMut::new();
+        }
+        let offset = std::mem::replace(&mut self.frame_start, self.offset);
+        up(Up::Chunk(pb::ObjectChunk {
+            key: self.req.key.clone(),
+            version: self.req.version.clone(),
+            offset,
+            data,
+            sha256: sha256.into(),
+            last,
+            more,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_stay_within_chunks_and_end_each_with_its_digest() {
+        let chunk = 5 * 1024 * 1024u64;
+        let size = 2 * chunk + 12_345;
+        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let req = pb::SendRequest {
+            key: "k".into(),
+            ..Default::default()
+        };
+        let mut frames = Frames::new(&req, chunk);
+        frames.size = size;
+        let mut out = vec![];
+        // Reads of an awkward size, as a store returns them.
+        for mut piece in data.chunks(300_001) {
+            while !piece.is_empty() {
+                let take = frames.room().min(piece.len());
+                frames.push(&piece[..take]);
+                piece = &piece[take..];
+                out.extend(frames.take_full());
+            }
+        }
+        assert!(!frames.pending());
+        let (mut offset, mut chunk_start) = (0u64, 0u64);
+        for (i, m) in out.iter().enumerate() {
+            let Some(Up::Chunk(c)) = &m.msg else {
+                panic!("not a chunk")
+            };
+            assert_eq!(c.offset, offset);
+            assert!(c.data.len() <= FRAME_SIZE && !c.data.is_empty());
+            assert_eq!(&c.data[..], &data[offset as usize..][..c.data.len()]);
+            offset += c.data.len() as u64;
+            assert_eq!(c.last, i == out.len() - 1);
+            if c.more {
+                assert!(c.sha256.is_empty());
+                assert!(!offset.is_multiple_of(chunk));
+            } else {
+                assert!(offset.is_multiple_of(chunk) || offset == size);
+                assert_eq!(
+                    c.sha256.as_ref(),
+                    super::super::sha256(&data[chunk_start as usize..offset as usize])
+                );
+                chunk_start = offset;
+            }
+        }
+        assert_eq!(offset, size);
+    }
 }

@@ -40,6 +40,10 @@ pub struct RelayBench {
     /// Objects in flight (0: the default); rclone gets the same `--transfers`.
     #[arg(long, default_value_t = 0)]
     pub parallelism: u32,
+    /// Run the coordinator and agents with glibc's default malloc settings
+    /// instead of the deployed `MALLOC_MMAP_THRESHOLD_=131072`.
+    #[arg(long)]
+    pub glibc_malloc_defaults: bool,
     /// Keep the work directory here instead of a temporary one.
     #[arg(long)]
     pub workdir: Option<PathBuf>,
@@ -78,7 +82,27 @@ impl Drop for Proc {
     }
 }
 
+/// CPU seconds (user + system) that `/proc/<pid>/stat` reports: the
+/// process's own, and (`children`) that of the children it waited for.
+fn cpu_seconds(pid: &str, children: bool) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime is field 14.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let at = |i: usize| fields.get(i - 3)?.parse::<f64>().ok();
+    let ticks = if children {
+        at(16)? + at(17)?
+    } else {
+        at(14)? + at(15)?
+    };
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(ticks / 100.0)
+}
+
 impl Proc {
+    fn cpu(&self) -> Option<f64> {
+        cpu_seconds(&self.0.id().to_string(), false)
+    }
+
     /// Peak resident set size (VmHWM), in bytes.
     fn peak_rss(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).ok()?;
@@ -106,13 +130,22 @@ pub(crate) fn spawn_sibling(name: &str, args: &[String], log: &Path) -> anyhow::
 }
 
 fn spawn(program: &Path, args: &[String], log: &Path) -> anyhow::Result<Proc> {
+    spawn_with(program, args, log, true)
+}
+
+fn spawn_with(
+    program: &Path,
+    args: &[String],
+    log: &Path,
+    deployed_malloc: bool,
+) -> anyhow::Result<Proc> {
     let log = std::fs::File::create(log)?;
     let child = Command::new(program)
         .args(args)
         .env("RUST_LOG", "warn")
-        // As deployed (deploy/ charts): chunk buffers go back to the OS when
-        // freed instead of staying in glibc's arenas (docs/benchmarks.md).
-        .env("MALLOC_MMAP_THRESHOLD_", "131072")
+        // As deployed (deploy/ charts): buffers go back to the OS when freed
+        // instead of staying in glibc's arenas (docs/benchmarks.md).
+        .envs(deployed_malloc.then_some(("MALLOC_MMAP_THRESHOLD_", "131072")))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -231,7 +264,8 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
         .port();
     let url = format!("https://127.0.0.1:{port}");
     let pki_arg = pki_dir.display().to_string();
-    let coordinator = spawn(
+    let deployed_malloc = !b.glibc_malloc_defaults;
+    let coordinator = spawn_with(
         &sibling("ferry-coordinator")?,
         &[
             format!("--listen=127.0.0.1:{port}"),
@@ -240,11 +274,12 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
             "--role=admin=admin".into(),
         ],
         &dir.join("coordinator.log"),
+        deployed_malloc,
     )?;
     let mut agents = vec![];
     for (name, s3, bucket) in [("a", &a, "src"), ("b", &bs3, "dst")] {
         let stores = stores_file(&dir, name, s3, bucket)?;
-        agents.push(spawn(
+        agents.push(spawn_with(
             &sibling("ferry-agent")?,
             &[
                 format!("--cluster-id={name}"),
@@ -258,6 +293,7 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
                 "--backoff-cap=1s".into(),
             ],
             &dir.join(format!("agent-{name}.log")),
+            deployed_malloc,
         )?);
     }
     let paths = TlsPaths::in_dir(&pki_dir, "client-admin");
@@ -291,7 +327,21 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
     }
     let mut transfers = TransfersClient::new(channel);
     println!("relaying through the coordinator…");
+    // CPU time of the processes, to see where it goes: the two S3 endpoints
+    // run in this process.
+    let relay_cpu = |procs: &[&Proc]| -> Vec<Option<f64>> {
+        std::iter::once(cpu_seconds("self", false))
+            .chain(procs.iter().map(|p| p.cpu()))
+            .collect()
+    };
+    let relay_procs = [&coordinator, &agents[0], &agents[1]];
+    let cpu_before = relay_cpu(&relay_procs);
     let (first, relay_time) = relay_once(&mut transfers, "bench-1", &b).await?;
+    let cpu_relay: Vec<Option<f64>> = relay_cpu(&relay_procs)
+        .iter()
+        .zip(&cpu_before)
+        .map(|(after, before)| Some((*after)? - (*before)?))
+        .collect();
     let relay_rate = rate(b.bytes, relay_time);
     let (again, _) = relay_once(&mut transfers, "bench-2", &b).await?;
     let peaks: Vec<Option<u64>> = std::iter::once(&coordinator)
@@ -328,6 +378,7 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
                 ]
             };
             let started = Instant::now();
+            let cpu_before = (cpu_seconds("self", false), cpu_seconds("self", true));
             let status = Command::new(rclone)
                 .args(["copy", "SRC:src/data", "DST:dst-rclone/data", "--transfers"])
                 .arg(parallelism.to_string())
@@ -346,7 +397,13 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
             if !status.success() {
                 bail!("rclone copy failed ({status})");
             }
-            Some(rate(b.bytes, started.elapsed()))
+            let elapsed = started.elapsed();
+            let cpu = |now: Option<f64>, before: Option<f64>| Some(now? - before?);
+            let cpu = (
+                cpu(cpu_seconds("self", false), cpu_before.0),
+                cpu(cpu_seconds("self", true), cpu_before.1),
+            );
+            Some((rate(b.bytes, elapsed), cpu))
         }
     };
 
@@ -367,12 +424,27 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
         mib(relay_rate),
         relay_time.as_secs_f64()
     );
-    if let Some(r) = rclone {
+    if let Some((r, _)) = rclone {
         println!(
             "rclone: {:.1} MiB/s (direct copy between the same endpoints)",
             mib(r)
         );
         println!("ratio: {:.2}", relay_rate / r);
+    }
+    let secs = |c: &Option<f64>| c.map_or("?".into(), |c| format!("{c:.1} s"));
+    println!(
+        "cpu relay:  S3 endpoints {}, coordinator {}, agent a {}, agent b {}",
+        secs(&cpu_relay[0]),
+        secs(&cpu_relay[1]),
+        secs(&cpu_relay[2]),
+        secs(&cpu_relay[3])
+    );
+    if let Some((_, (s3, rclone))) = rclone {
+        println!(
+            "cpu rclone: S3 endpoints {}, rclone {}",
+            secs(&s3),
+            secs(&rclone)
+        );
     }
     let names = ["coordinator", "agent a", "agent b"];
     for (name, peak) in names.iter().zip(&peaks) {

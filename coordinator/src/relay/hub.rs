@@ -18,13 +18,14 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::peer;
 use crate::store::Store;
 
-/// Messages buffered per direction: with 8 MiB chunks, a few tens of MiB per transfer.
-const PIPE_DEPTH: usize = 2;
+/// Messages buffered per direction: chunks cross as frames of at most ~1 MiB,
+/// so a few MiB per transfer whatever the chunk and object sizes.
+const PIPE_DEPTH: usize = 4;
 
 /// Faults for tests: set through the library, never from the command line.
 #[derive(Default)]
 pub struct RelayFaults {
-    /// Flip a byte in each of the next N chunks relayed.
+    /// Flip a byte in each of the next N chunks relayed (in a chunk's final frame).
     pub corrupt_chunks: AtomicU32,
 }
 
@@ -177,15 +178,14 @@ impl RelayHub {
 }
 
 /// Sends `msg` to whichever peer is current, waiting for one to connect.
-async fn deliver<T>(slot: &watch::Sender<Option<Peer<T>>>, msg: T) -> Option<u64>
-where
-    T: Clone,
-{
+async fn deliver<T>(slot: &watch::Sender<Option<Peer<T>>>, mut msg: T) -> Option<u64> {
     let mut rx = slot.subscribe();
     loop {
         let peer = rx.wait_for(|p| p.is_some()).await.ok()?.clone()?;
-        if peer.tx.send(Ok(msg.clone())).await.is_ok() {
-            return Some(peer.conn);
+        match peer.tx.send(Ok(msg)).await {
+            Ok(()) => return Some(peer.conn),
+            // The message comes back with the error: no copy per delivery.
+            Err(mpsc::error::SendError(back)) => msg = back.ok()?,
         }
         // That peer is gone: forget it (unless already replaced) and wait for the next.
         slot.send_if_modified(|p| {
@@ -401,6 +401,7 @@ impl RelayHub {
         p.first_chunk.get_or_insert_with(Instant::now);
         drop(p);
         if !c.data.is_empty()
+            && !c.more
             && self
                 .faults
                 .corrupt_chunks
