@@ -24,7 +24,7 @@ async fn describe_reports_the_probed_platform_and_a_bare_cluster() -> anyhow::Re
     let kube_b = b.kubeconfig().display().to_string();
     let _agent_a = w.agent("a", &["--kubeconfig", &kube_a])?;
     let _agent_b = w.agent("b", &["--kubeconfig", &kube_b])?;
-    w.all_connected(&["a", "b"], Duration::from_secs(20))
+    w.all_connected(&["a", "b"], Duration::from_secs(60))
         .await?;
 
     let d = w.ferry_json("admin", &["describe", "a"])?;
