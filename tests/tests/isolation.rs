@@ -186,7 +186,10 @@ async fn isolated_clusters_migrate_through_the_coordinator_only() -> anyhow::Res
     )?;
 
     // Each cluster: a `ferry sandbox` process and its agent, in its namespace.
-    let mut procs = vec![coordinator];
+    let mut procs = LogsOnFailure {
+        procs: vec![coordinator],
+        ok: false,
+    };
     for (id, ns, c_addr, seed) in [
         (
             "a",
@@ -212,7 +215,7 @@ async fn isolated_clusters_migrate_through_the_coordinator_only() -> anyhow::Res
             args.extend(["--bucket-registry".into(), "reg-one".into()]);
         }
         args.extend(seed.iter().map(|s| s.to_string()));
-        procs.push(spawn_in(
+        procs.procs.push(spawn_in(
             ns,
             &format!("sandbox-{id}"),
             &bin("ferry")?,
@@ -225,7 +228,7 @@ async fn isolated_clusters_migrate_through_the_coordinator_only() -> anyhow::Res
             || async { stores.exists().then_some(()) },
         )
         .await?;
-        procs.push(spawn_in(
+        procs.procs.push(spawn_in(
             ns,
             &format!("agent-{id}"),
             &bin("ferry-agent")?,
@@ -253,18 +256,23 @@ async fn isolated_clusters_migrate_through_the_coordinator_only() -> anyhow::Res
         )?);
     }
 
-    // The coordinator's port answers from A and from B (the path they use)...
-    assert!(
-        connects_from(&ns_a, C_TO_A, port),
-        "A reaches the coordinator"
-    );
-    assert!(
-        connects_from(&ns_b, C_TO_B, port),
-        "B reaches the coordinator"
-    );
+    // The coordinator's port answers from A and from B (the path they use)
+    // once it listens; on a loaded machine that may take a moment...
+    eventually(
+        Duration::from_secs(30),
+        "A reaches the coordinator",
+        || async { connects_from(&ns_a, C_TO_A, port).then_some(()) },
+    )
+    .await?;
+    eventually(
+        Duration::from_secs(30),
+        "B reaches the coordinator",
+        || async { connects_from(&ns_b, C_TO_B, port).then_some(()) },
+    )
+    .await?;
     // ...and a Ferry listener on B's own address is reachable from C but not from A.
     let b_port = ferry_tests::free_port()?;
-    procs.push(spawn_in(
+    procs.procs.push(spawn_in(
         &ns_b,
         "listener-b",
         &bin("ferry-coordinator")?,
@@ -331,6 +339,33 @@ async fn isolated_clusters_migrate_through_the_coordinator_only() -> anyhow::Res
     let m: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(m["state"], "succeeded", "{m:#}");
     assert_eq!(m["report"]["verified"], true, "{m:#}");
+    procs.ok = true;
     drop(procs);
     Ok(())
+}
+
+/// The test's processes; when the test fails (an error or a panic), the
+/// tail of each one's log is printed so the failure can be read from CI.
+struct LogsOnFailure {
+    procs: Vec<Proc>,
+    ok: bool,
+}
+
+impl Drop for LogsOnFailure {
+    fn drop(&mut self) {
+        if self.ok {
+            return;
+        }
+        for p in &self.procs {
+            let text = std::fs::read_to_string(&p.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!(
+                "--- {} ({}) ---\n{}",
+                p.name,
+                p.log.display(),
+                tail.join("\n")
+            );
+        }
+    }
 }
