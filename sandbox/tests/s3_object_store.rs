@@ -7,9 +7,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ferry_sandbox::s3::S3Server;
 use futures::TryStreamExt;
+use md5::Digest;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
-use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use object_store::{
+    Attribute, Attributes, BackoffConfig, ObjectStore, ObjectStoreExt, PutMultipartOptions,
+    PutPayload, RetryConfig,
+};
 
 const ACCESS: &str = "ferry-access";
 const SECRET: &str = "ferry-secret-key-0123456789";
@@ -128,7 +133,20 @@ async fn multipart_upload_over_s3() -> Result<()> {
     let part_a = vec![b'a'; 5 * 1024 * 1024];
     let part_b = vec![b'b'; 1024];
     let key = Path::from("big/object.bin");
-    let mut upload = store.put_multipart(&key).await?;
+    let mut attributes = Attributes::new();
+    attributes.insert(
+        Attribute::Metadata("ferry-source-version".into()),
+        "v-42".into(),
+    );
+    let mut upload = store
+        .put_multipart_opts(
+            &key,
+            PutMultipartOptions {
+                attributes,
+                ..Default::default()
+            },
+        )
+        .await?;
     upload.put_part(PutPayload::from(part_a.clone())).await?;
     upload.put_part(PutPayload::from(part_b.clone())).await?;
     upload.complete().await?;
@@ -141,11 +159,90 @@ async fn multipart_upload_over_s3() -> Result<()> {
     assert_eq!(&got[part_a.len()..], &part_b[..]);
     let meta = store.head(&key).await?;
     assert_eq!(meta.size, (part_a.len() + part_b.len()) as u64);
-    assert!(
-        meta.e_tag.as_deref().unwrap_or_default().ends_with("-2\""),
-        "multipart ETag carries the part count: {:?}",
-        meta.e_tag
+    // S3's multipart ETag: MD5 of the parts' MD5s, then the part count.
+    let mut of_parts = md5::Md5::new();
+    of_parts.update(md5::Md5::digest(&part_a));
+    of_parts.update(md5::Md5::digest(&part_b));
+    let hex: String = of_parts
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(meta.e_tag.as_deref(), Some(format!("\"{hex}-2\"").as_str()));
+    // The upload's metadata is the object's.
+    let got = store.get(&key).await?;
+    assert_eq!(
+        got.attributes
+            .get(&Attribute::Metadata("ferry-source-version".into()))
+            .map(|v| v.as_ref()),
+        Some("v-42")
     );
+    // Nothing of the upload is left beside the buckets.
+    let leftovers: Vec<String> = std::fs::read_dir(server.root())?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".upload"))
+        .collect();
+    assert!(leftovers.is_empty(), "upload files left: {leftovers:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_completion_that_does_not_match_its_parts_is_refused_and_stores_nothing() -> Result<()> {
+    let (_dir, server) = start().await?;
+    server.create_bucket("parts-bucket").await?;
+    let store = client(&server, "parts-bucket", SECRET)?;
+    let big = PutPayload::from(vec![b'x'; 5 * 1024 * 1024]);
+    let small = PutPayload::from(vec![b'y'; 10]);
+
+    // A part listed with an ETag that is not the stored part's.
+    let key = Path::from("wrong-etag");
+    let id = store.create_multipart(&key).await?;
+    let first = store.put_part(&key, &id, 0, big.clone()).await?;
+    let _second = store.put_part(&key, &id, 1, small.clone()).await?;
+    let forged = PartId {
+        content_id: "\"0123456789abcdef0123456789abcdef\"".into(),
+    };
+    let err = store
+        .complete_multipart(&key, &id, vec![first.clone(), forged])
+        .await
+        .err()
+        .context("a forged part ETag was accepted")?;
+    assert!(err.to_string().contains("InvalidPart"), "{err}");
+    assert!(store.head(&key).await.is_err(), "object stored anyway");
+    // The same upload still completes with the true list.
+    let second = store.put_part(&key, &id, 1, small.clone()).await?;
+    store
+        .complete_multipart(&key, &id, vec![first, second])
+        .await?;
+    assert_eq!(store.head(&key).await?.size, 5 * 1024 * 1024 + 10);
+
+    // A part other than the last under 5 MiB.
+    let key = Path::from("too-small");
+    let id = store.create_multipart(&key).await?;
+    let a = store.put_part(&key, &id, 0, small.clone()).await?;
+    let b = store.put_part(&key, &id, 1, small).await?;
+    let err = store
+        .complete_multipart(&key, &id, vec![a, b])
+        .await
+        .err()
+        .context("a 10-byte first part was accepted")?;
+    assert!(err.to_string().contains("EntityTooSmall"), "{err}");
+    assert!(store.head(&key).await.is_err(), "object stored anyway");
+
+    // An upload id that does not exist.
+    let err = store
+        .complete_multipart(
+            &key,
+            &"6f1c4a52-0000-4000-8000-000000000000".to_string(),
+            vec![PartId {
+                content_id: "\"0123456789abcdef0123456789abcdef\"".into(),
+            }],
+        )
+        .await
+        .err()
+        .context("an unknown upload completed")?;
+    assert!(err.to_string().contains("NoSuchUpload"), "{err}");
     Ok(())
 }
 

@@ -151,7 +151,12 @@ impl S3 for SharedFs {
         &self,
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
-        self.0.upload_part(req).await
+        let (upload, n) = (req.input.upload_id.clone(), req.input.part_number);
+        let out = self.0.upload_part(req).await?;
+        if let Some(e_tag) = &out.output.e_tag {
+            super::multipart::record_part(&self.1, &upload, n, e_tag).await?;
+        }
+        Ok(out)
     }
     async fn upload_part_copy(
         &self,
@@ -169,7 +174,13 @@ impl S3 for SharedFs {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        self.0.complete_multipart_upload(req).await
+        if !super::multipart::handles(&req.input) {
+            return self.0.complete_multipart_upload(req).await;
+        }
+        let access_key = req.credentials.as_ref().map(|c| c.access_key.clone());
+        super::multipart::complete(&self.1, req.input, access_key.as_deref())
+            .await
+            .map(S3Response::new)
     }
     async fn abort_multipart_upload(
         &self,

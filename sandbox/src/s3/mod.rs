@@ -8,6 +8,7 @@
 mod backend;
 mod error;
 mod fault;
+mod multipart;
 mod objects;
 mod server;
 

@@ -86,7 +86,9 @@ impl S3Server {
         })?;
         let fs = Arc::new(fs);
 
-        let mut builder = S3ServiceBuilder::new(SharedFs(fs.clone(), config.root.clone()));
+        // The same directory `s3s-fs` resolves its paths against.
+        let root = std::fs::canonicalize(&config.root).unwrap_or_else(|_| config.root.clone());
+        let mut builder = S3ServiceBuilder::new(SharedFs(fs.clone(), root));
         builder.set_auth(SimpleAuth::from_single(
             config.access_key.clone(),
             config.secret_key.clone(),
