@@ -109,6 +109,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
         // Bulk data: windows large enough to keep a chunk in flight per stream.
         .initial_stream_window_size(Some(4 * 1024 * 1024))
         .initial_connection_window_size(Some(16 * 1024 * 1024))
+        .max_frame_size(Some(ferry_common::tls::MAX_H2_FRAME))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(AgentLinkServer::new(LinkService::new(fleet.clone())))

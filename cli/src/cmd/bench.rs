@@ -40,10 +40,11 @@ pub struct RelayBench {
     /// Objects in flight (0: the default); rclone gets the same `--transfers`.
     #[arg(long, default_value_t = 0)]
     pub parallelism: u32,
-    /// Run the coordinator and agents with glibc's default malloc settings
-    /// instead of the deployed `MALLOC_MMAP_THRESHOLD_=131072`.
+    /// Run the coordinator and agents with glibc's `MALLOC_MMAP_THRESHOLD_`
+    /// fixed at this many bytes (as the charts once did); by default they run
+    /// with glibc's own settings, as deployed.
     #[arg(long)]
-    pub glibc_malloc_defaults: bool,
+    pub mmap_threshold: Option<u64>,
     /// Keep the work directory here instead of a temporary one.
     #[arg(long)]
     pub workdir: Option<PathBuf>,
@@ -130,22 +131,22 @@ pub(crate) fn spawn_sibling(name: &str, args: &[String], log: &Path) -> anyhow::
 }
 
 fn spawn(program: &Path, args: &[String], log: &Path) -> anyhow::Result<Proc> {
-    spawn_with(program, args, log, true)
+    spawn_with(program, args, log, None)
 }
 
 fn spawn_with(
     program: &Path,
     args: &[String],
     log: &Path,
-    deployed_malloc: bool,
+    mmap_threshold: Option<u64>,
 ) -> anyhow::Result<Proc> {
     let log = std::fs::File::create(log)?;
     let child = Command::new(program)
         .args(args)
         .env("RUST_LOG", "warn")
-        // As deployed (deploy/ charts): buffers go back to the OS when freed
-        // instead of staying in glibc's arenas (docs/benchmarks.md).
-        .envs(deployed_malloc.then_some(("MALLOC_MMAP_THRESHOLD_", "131072")))
+        // Only to measure that setting (docs/benchmarks.md): with a fixed
+        // threshold every relay frame is a fresh mmap faulted in page by page.
+        .envs(mmap_threshold.map(|t| ("MALLOC_MMAP_THRESHOLD_", t.to_string())))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -264,7 +265,6 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
         .port();
     let url = format!("https://127.0.0.1:{port}");
     let pki_arg = pki_dir.display().to_string();
-    let deployed_malloc = !b.glibc_malloc_defaults;
     let coordinator = spawn_with(
         &sibling("ferry-coordinator")?,
         &[
@@ -274,7 +274,7 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
             "--role=admin=admin".into(),
         ],
         &dir.join("coordinator.log"),
-        deployed_malloc,
+        b.mmap_threshold,
     )?;
     let mut agents = vec![];
     for (name, s3, bucket) in [("a", &a, "src"), ("b", &bs3, "dst")] {
@@ -293,7 +293,7 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
                 "--backoff-cap=1s".into(),
             ],
             &dir.join(format!("agent-{name}.log")),
-            deployed_malloc,
+            b.mmap_threshold,
         )?);
     }
     let paths = TlsPaths::in_dir(&pki_dir, "client-admin");
