@@ -247,6 +247,42 @@ async fn a_completion_that_does_not_match_its_parts_is_refused_and_stores_nothin
 }
 
 #[tokio::test]
+async fn large_objects_read_whole_and_by_range() -> Result<()> {
+    let (_dir, server) = start().await?;
+    server.create_bucket("read-bucket").await?;
+    let store = client(&server, "read-bucket", SECRET)?;
+    // Larger than one read piece, and not a multiple of it.
+    let data: Vec<u8> = (0..3 * 1024 * 1024 + 12_345u32)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let key = Path::from("obj");
+    store.put(&key, PutPayload::from(data.clone())).await?;
+    let whole = store.get(&key).await?.bytes().await?;
+    assert!(whole == data[..], "whole object differs");
+    for (from, to) in [
+        (0usize, 10usize),
+        (262_143, 262_145),
+        (1_000_001, data.len()),
+    ] {
+        let got = store.get_range(&key, from as u64..to as u64).await?;
+        assert!(got == data[from..to], "range {from}..{to} differs");
+    }
+    let tail = store
+        .get_opts(
+            &key,
+            object_store::GetOptions {
+                range: Some(object_store::GetRange::Offset(2_500_000)),
+                ..Default::default()
+            },
+        )
+        .await?
+        .bytes()
+        .await?;
+    assert!(tail == data[2_500_000..], "read from an offset differs");
+    Ok(())
+}
+
+#[tokio::test]
 async fn wrong_secret_is_refused_with_403() -> Result<()> {
     let (_dir, server) = start().await?;
     server.create_bucket("user-import").await?;

@@ -45,6 +45,15 @@ pub struct RelayBench {
     /// with glibc's own settings, as deployed.
     #[arg(long)]
     pub mmap_threshold: Option<u64>,
+    /// Rounds of relay-then-rclone, each into emptied targets; the figures
+    /// printed are medians (this machine's rates drift by ±15 % between runs).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
+    /// Tokio worker threads for the coordinator and each agent (tokio's
+    /// default is the CPUs the process may use: a pod with a 1-CPU limit
+    /// gets 1).
+    #[arg(long)]
+    pub workers: Option<usize>,
     /// Keep the work directory here instead of a temporary one.
     #[arg(long)]
     pub workdir: Option<PathBuf>,
@@ -131,22 +140,20 @@ pub(crate) fn spawn_sibling(name: &str, args: &[String], log: &Path) -> anyhow::
 }
 
 fn spawn(program: &Path, args: &[String], log: &Path) -> anyhow::Result<Proc> {
-    spawn_with(program, args, log, None)
+    spawn_with(program, args, log, &[])
 }
 
 fn spawn_with(
     program: &Path,
     args: &[String],
     log: &Path,
-    mmap_threshold: Option<u64>,
+    env: &[(&str, String)],
 ) -> anyhow::Result<Proc> {
     let log = std::fs::File::create(log)?;
     let child = Command::new(program)
         .args(args)
         .env("RUST_LOG", "warn")
-        // Only to measure that setting (docs/benchmarks.md): with a fixed
-        // threshold every relay frame is a fresh mmap faulted in page by page.
-        .envs(mmap_threshold.map(|t| ("MALLOC_MMAP_THRESHOLD_", t.to_string())))
+        .envs(env.iter().map(|(k, v)| (*k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -260,6 +267,16 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
     println!("generating {} in {} objects…", bytes(b.bytes), b.objects);
     generate(&a, "src", b.bytes, b.objects).await?;
 
+    // Only to measure these settings (docs/benchmarks.md). With a fixed mmap
+    // threshold every relay frame is a fresh mmap faulted in page by page.
+    let env: Vec<(&str, String)> = [
+        b.mmap_threshold
+            .map(|t| ("MALLOC_MMAP_THRESHOLD_", t.to_string())),
+        b.workers.map(|w| ("TOKIO_WORKER_THREADS", w.to_string())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -274,7 +291,7 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
             "--role=admin=admin".into(),
         ],
         &dir.join("coordinator.log"),
-        b.mmap_threshold,
+        &env,
     )?;
     let mut agents = vec![];
     for (name, s3, bucket) in [("a", &a, "src"), ("b", &bs3, "dst")] {
@@ -293,7 +310,7 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
                 "--backoff-cap=1s".into(),
             ],
             &dir.join(format!("agent-{name}.log")),
-            b.mmap_threshold,
+            &env,
         )?);
     }
     let paths = TlsPaths::in_dir(&pki_dir, "client-admin");
@@ -326,124 +343,97 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut transfers = TransfersClient::new(channel);
-    println!("relaying through the coordinator…");
-    // CPU time of the processes, to see where it goes: the two S3 endpoints
-    // run in this process.
-    let relay_cpu = |procs: &[&Proc]| -> Vec<Option<f64>> {
-        std::iter::once(cpu_seconds("self", false))
-            .chain(procs.iter().map(|p| p.cpu()))
-            .collect()
-    };
+    let parallelism = if b.parallelism == 0 { 4 } else { b.parallelism };
+    let rclone_bin = which("rclone");
+    if rclone_bin.is_none() {
+        println!("rclone: not installed (apt-get install rclone); no baseline this run");
+    }
     let relay_procs = [&coordinator, &agents[0], &agents[1]];
-    let cpu_before = relay_cpu(&relay_procs);
-    let (first, relay_time) = relay_once(&mut transfers, "bench-1", &b).await?;
-    let cpu_relay: Vec<Option<f64>> = relay_cpu(&relay_procs)
-        .iter()
-        .zip(&cpu_before)
-        .map(|(after, before)| Some((*after)? - (*before)?))
-        .collect();
-    let relay_rate = rate(b.bytes, relay_time);
-    let (again, _) = relay_once(&mut transfers, "bench-2", &b).await?;
+    // Rounds alternate the relay and rclone, each into emptied targets, so
+    // both see the same machine at about the same time; medians are reported.
+    let mut rounds: Vec<Round> = vec![];
+    let mut first = None;
+    for round in 1..=b.rounds.max(1) {
+        empty(&bs3, "dst").await?;
+        println!("round {round}: relaying through the coordinator…");
+        // CPU time of the processes, to see where it goes: the two S3
+        // endpoints run in this process.
+        let relay_cpu = || -> Vec<Option<f64>> {
+            std::iter::once(cpu_seconds("self", false))
+                .chain(relay_procs.iter().map(|p| p.cpu()))
+                .collect()
+        };
+        let cpu_before = relay_cpu();
+        let (status, relay_time) =
+            relay_once(&mut transfers, &format!("bench-{round}"), &b).await?;
+        let cpu_relay: Vec<Option<f64>> = relay_cpu()
+            .iter()
+            .zip(&cpu_before)
+            .map(|(after, before)| Some((*after)? - (*before)?))
+            .collect();
+        first.get_or_insert(status);
+        let rclone = match &rclone_bin {
+            None => None,
+            Some(bin) => {
+                empty(&bs3, "dst-rclone").await?;
+                println!("round {round}: copying directly with rclone…");
+                Some(rclone_once(bin, &a, &bs3, parallelism, b.bytes)?)
+            }
+        };
+        let r = Round {
+            relay: rate(b.bytes, relay_time),
+            cpu_relay,
+            rclone,
+        };
+        println!("round {round}: {}", r.line());
+        rounds.push(r);
+    }
+    let (again, _) = relay_once(&mut transfers, "bench-again", &b).await?;
     let peaks: Vec<Option<u64>> = std::iter::once(&coordinator)
         .chain(&agents)
         .map(Proc::peak_rss)
         .collect();
 
-    let parallelism = if b.parallelism == 0 { 4 } else { b.parallelism };
-    let rclone = match which("rclone") {
-        None => {
-            println!("rclone: not installed (apt-get install rclone); no baseline this run");
-            None
-        }
-        Some(rclone) => {
-            println!("copying directly with rclone…");
-            let remote = |p: &str, s3: &S3Server| {
-                vec![
-                    (format!("RCLONE_CONFIG_{p}_TYPE"), "s3".to_string()),
-                    (format!("RCLONE_CONFIG_{p}_PROVIDER"), "Other".into()),
-                    (
-                        format!("RCLONE_CONFIG_{p}_ENDPOINT"),
-                        s3.endpoint().to_string(),
-                    ),
-                    (
-                        format!("RCLONE_CONFIG_{p}_ACCESS_KEY_ID"),
-                        s3.access_key().to_string(),
-                    ),
-                    (
-                        format!("RCLONE_CONFIG_{p}_SECRET_ACCESS_KEY"),
-                        s3.secret_key().to_string(),
-                    ),
-                    (format!("RCLONE_CONFIG_{p}_REGION"), s3.region().to_string()),
-                    (format!("RCLONE_CONFIG_{p}_FORCE_PATH_STYLE"), "true".into()),
-                ]
-            };
-            let started = Instant::now();
-            let cpu_before = (cpu_seconds("self", false), cpu_seconds("self", true));
-            let status = Command::new(rclone)
-                .args(["copy", "SRC:src/data", "DST:dst-rclone/data", "--transfers"])
-                .arg(parallelism.to_string())
-                .args([
-                    "--s3-upload-concurrency",
-                    "4",
-                    "--no-check-dest",
-                    "--retries",
-                    "1",
-                ])
-                .envs(remote("SRC", &a).into_iter().chain(remote("DST", &bs3)))
-                .env_remove("AWS_CA_BUNDLE")
-                .stdout(Stdio::null())
-                .status()
-                .context("running rclone")?;
-            if !status.success() {
-                bail!("rclone copy failed ({status})");
-            }
-            let elapsed = started.elapsed();
-            let cpu = |now: Option<f64>, before: Option<f64>| Some(now? - before?);
-            let cpu = (
-                cpu(cpu_seconds("self", false), cpu_before.0),
-                cpu(cpu_seconds("self", true), cpu_before.1),
-            );
-            Some((rate(b.bytes, elapsed), cpu))
-        }
-    };
-
-    let mib = |r: f64| r / (1 << 20) as f64;
     println!();
     println!(
-        "data: {} in {} objects; chunk {}; parallelism {parallelism}",
+        "data: {} in {} objects; chunk {}; parallelism {parallelism}; {} round(s){}",
         bytes(b.bytes),
         b.objects,
         if b.chunk_size == 0 {
             "8 MiB".to_string()
         } else {
             bytes(b.chunk_size)
-        }
+        },
+        rounds.len(),
+        b.workers
+            .map(|w| format!("; {w} worker thread(s) per relay process"))
+            .unwrap_or_default()
     );
-    println!(
-        "relay:  {:.1} MiB/s ({:.2} s)",
-        mib(relay_rate),
-        relay_time.as_secs_f64()
-    );
-    if let Some((r, _)) = rclone {
+    let relay_rate = median(rounds.iter().map(|r| r.relay));
+    println!("relay:  {:.1} MiB/s (median)", mib(relay_rate));
+    if rounds.iter().all(|r| r.rclone.is_some()) {
+        let rclone_rate = median(rounds.iter().filter_map(|r| Some(r.rclone?.rate)));
         println!(
-            "rclone: {:.1} MiB/s (direct copy between the same endpoints)",
-            mib(r)
+            "rclone: {:.1} MiB/s (median; direct copy between the same endpoints)",
+            mib(rclone_rate)
         );
-        println!("ratio: {:.2}", relay_rate / r);
+        // The median of each round's ratio: both sides of a ratio ran back to back.
+        let ratio = median(rounds.iter().filter_map(|r| Some(r.relay / r.rclone?.rate)));
+        println!("ratio: {ratio:.2}");
     }
-    let secs = |c: &Option<f64>| c.map_or("?".into(), |c| format!("{c:.1} s"));
+    let m = |i: usize| median(rounds.iter().filter_map(|r| r.cpu_relay[i]));
     println!(
-        "cpu relay:  S3 endpoints {}, coordinator {}, agent a {}, agent b {}",
-        secs(&cpu_relay[0]),
-        secs(&cpu_relay[1]),
-        secs(&cpu_relay[2]),
-        secs(&cpu_relay[3])
+        "cpu relay (median):  S3 endpoints {:.1} s, coordinator {:.1} s, agent a {:.1} s, agent b {:.1} s",
+        m(0),
+        m(1),
+        m(2),
+        m(3)
     );
-    if let Some((_, (s3, rclone))) = rclone {
+    if rounds.iter().all(|r| r.rclone.is_some()) {
         println!(
-            "cpu rclone: S3 endpoints {}, rclone {}",
-            secs(&s3),
-            secs(&rclone)
+            "cpu rclone (median): S3 endpoints {:.1} s, rclone {:.1} s",
+            median(rounds.iter().filter_map(|r| r.rclone?.cpu_s3)),
+            median(rounds.iter().filter_map(|r| r.rclone?.cpu_own))
         );
     }
     let names = ["coordinator", "agent a", "agent b"];
@@ -456,7 +446,7 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
         again.bytes_relayed as f64 * 100.0 / b.bytes as f64,
         again.counts.unwrap_or_default().objects_skipped
     );
-    let moved = first.counts.unwrap_or_default();
+    let moved = first.and_then(|f| f.counts).unwrap_or_default();
     println!(
         "first run: {} objects, {} moved, {} chunks rejected",
         moved.objects_moved,
@@ -466,6 +456,130 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
     drop(agents);
     drop(coordinator);
     Ok(crate::exit::OK)
+}
+
+/// One round's figures: relay rate, CPU seconds (S3 endpoints, coordinator,
+/// agents), and rclone's.
+struct Round {
+    relay: f64,
+    cpu_relay: Vec<Option<f64>>,
+    rclone: Option<Rclone>,
+}
+
+/// rclone's rate and the CPU seconds of the S3 endpoints and of rclone.
+#[derive(Clone, Copy)]
+struct Rclone {
+    rate: f64,
+    cpu_s3: Option<f64>,
+    cpu_own: Option<f64>,
+}
+
+impl Round {
+    fn line(&self) -> String {
+        let secs = |c: &Option<f64>| c.map_or("?".into(), |c| format!("{c:.1} s"));
+        let mut line = format!(
+            "relay {:.1} MiB/s (cpu: S3 {}, coordinator {}, agents {} + {})",
+            mib(self.relay),
+            secs(&self.cpu_relay[0]),
+            secs(&self.cpu_relay[1]),
+            secs(&self.cpu_relay[2]),
+            secs(&self.cpu_relay[3])
+        );
+        if let Some(r) = &self.rclone {
+            line.push_str(&format!(
+                "; rclone {:.1} MiB/s (cpu: S3 {}, rclone {}); ratio {:.2}",
+                mib(r.rate),
+                secs(&r.cpu_s3),
+                secs(&r.cpu_own),
+                self.relay / r.rate
+            ));
+        }
+        line
+    }
+}
+
+fn mib(rate: f64) -> f64 {
+    rate / (1 << 20) as f64
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+/// Deletes every object of `bucket`, so a round starts from an empty target.
+async fn empty(s3: &S3Server, bucket: &str) -> anyhow::Result<()> {
+    for o in s3.list_objects(bucket, "").await? {
+        s3.delete_object(bucket, &o.key).await?;
+    }
+    Ok(())
+}
+
+/// rclone's direct copy between the endpoints (the S3 endpoints run in this
+/// process).
+fn rclone_once(
+    rclone: &Path,
+    a: &S3Server,
+    b: &S3Server,
+    parallelism: u32,
+    total: u64,
+) -> anyhow::Result<Rclone> {
+    let remote = |p: &str, s3: &S3Server| {
+        vec![
+            (format!("RCLONE_CONFIG_{p}_TYPE"), "s3".to_string()),
+            (format!("RCLONE_CONFIG_{p}_PROVIDER"), "Other".into()),
+            (
+                format!("RCLONE_CONFIG_{p}_ENDPOINT"),
+                s3.endpoint().to_string(),
+            ),
+            (
+                format!("RCLONE_CONFIG_{p}_ACCESS_KEY_ID"),
+                s3.access_key().to_string(),
+            ),
+            (
+                format!("RCLONE_CONFIG_{p}_SECRET_ACCESS_KEY"),
+                s3.secret_key().to_string(),
+            ),
+            (format!("RCLONE_CONFIG_{p}_REGION"), s3.region().to_string()),
+            (format!("RCLONE_CONFIG_{p}_FORCE_PATH_STYLE"), "true".into()),
+        ]
+    };
+    let started = Instant::now();
+    let cpu_before = (cpu_seconds("self", false), cpu_seconds("self", true));
+    let status = Command::new(rclone)
+        .args(["copy", "SRC:src/data", "DST:dst-rclone/data", "--transfers"])
+        .arg(parallelism.to_string())
+        .args([
+            "--s3-upload-concurrency",
+            "4",
+            "--no-check-dest",
+            "--retries",
+            "1",
+        ])
+        .envs(remote("SRC", a).into_iter().chain(remote("DST", b)))
+        .env_remove("AWS_CA_BUNDLE")
+        .stdout(Stdio::null())
+        .status()
+        .context("running rclone")?;
+    if !status.success() {
+        bail!("rclone copy failed ({status})");
+    }
+    let elapsed = started.elapsed();
+    let cpu = |now: Option<f64>, before: Option<f64>| Some(now? - before?);
+    Ok(Rclone {
+        rate: rate(total, elapsed),
+        cpu_s3: cpu(cpu_seconds("self", false), cpu_before.0),
+        cpu_own: cpu(cpu_seconds("self", true), cpu_before.1),
+    })
 }
 
 fn which(name: &str) -> Option<PathBuf> {

@@ -10,6 +10,7 @@ mod error;
 mod fault;
 mod multipart;
 mod objects;
+mod read;
 mod server;
 
 pub use error::{Error, Result};
