@@ -418,6 +418,10 @@ impl Round {
                 start: frame.offset,
                 resume: state.partial(&frame.key),
             };
+            // A finished task's memory is freed only with its handle: keep
+            // the handles of running workers alone, or 100,000 small objects
+            // would keep 100,000 finished tasks.
+            self.workers.retain(|w| !w.is_finished());
             self.workers
                 .push(tokio::spawn(job.run(wrx, events.clone())));
             need.worker = Some(wtx);
