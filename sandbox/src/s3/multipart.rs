@@ -26,6 +26,8 @@ use md5::{Digest, Md5};
 use s3s::dto::{CompleteMultipartUploadInput, CompleteMultipartUploadOutput, ETag};
 use s3s::{S3Error, S3Result, s3_error};
 
+use crate::velero::volumes::hex;
+
 /// S3's minimum size for every part but the last.
 const MIN_PART: u64 = 5 * 1024 * 1024;
 
@@ -235,10 +237,6 @@ fn join_parts(parts: &[PathBuf], tmp: &Path, target: &Path) -> S3Result<()> {
         let _ = std::fs::remove_file(part);
     }
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn hex_digest(s: &str) -> Option<[u8; 16]> {

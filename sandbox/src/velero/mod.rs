@@ -27,7 +27,7 @@ mod restore_item;
 mod results;
 mod sync;
 mod tarball;
-mod volumes;
+pub(crate) mod volumes;
 mod volumes_backup;
 
 pub use controller::{VeleroConfig, VeleroController};
