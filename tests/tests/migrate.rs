@@ -671,3 +671,189 @@ async fn a_failed_backup_stops_the_migration_and_retry_finishes_it() -> anyhow::
     assert_eq!(step["attempt"], 2, "{step}");
     Ok(())
 }
+
+/// Counts of one relay transfer the coordinator ran, by its id.
+async fn transfer_counts(w: &World, id: &str) -> anyhow::Result<pb::TransferCounts> {
+    let channel = ferry_common::tls::connect(
+        &w.url(),
+        &ferry_common::tls::TlsPaths::in_dir(&w.pki, "client-admin"),
+        None,
+        Duration::from_secs(5),
+    )
+    .await?;
+    let t = pb::transfers_client::TransfersClient::new(channel)
+        .get_transfer(pb::GetTransferRequest {
+            transfer_id: id.to_string(),
+        })
+        .await
+        .with_context(|| format!("transfer {id}"))?
+        .into_inner();
+    Ok(t.counts.unwrap_or_default())
+}
+
+/// `--hold`: the migration copies while the source serves, then holds
+/// (`staged`) through a coordinator restart until asked. Cancelled there, it
+/// cleans the target. Asked to `stage` again, it copies only what changed on
+/// the source since; asked to `cutover`, it finishes and verifies, moving no
+/// bucket byte again. A viewer may do neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_held_migration_stages_again_and_cuts_over_when_asked() -> anyhow::Result<()> {
+    ferry_tests::init_logs();
+    let w = World::new(&["a", "b"], &["admin", "viewer"])?;
+    let a = cluster(&w, "a", Site::source("a.example.com")).await?;
+    let b = cluster(&w, "b", Site::target("b.example.com")).await?;
+    let (store_a, store_b) = (a.store(), b.store());
+    let replicas_a = replicas(&store_a, REGISTRY).await?;
+    let items_a = items(&store_a, REGISTRY).await?;
+    let roles = ["admin=operator", "viewer=viewer"];
+    let mut coordinator = w.coordinator(&roles, &[])?;
+    let _agent_a = agent(&w, "a", &a)?;
+    let _agent_b = agent(&w, "b", &b)?;
+    w.all_connected(&["a", "b"], Duration::from_secs(30))
+        .await?;
+    let held = |id: &'static str| {
+        [
+            "migrate",
+            "start",
+            "--registry",
+            REGISTRY,
+            "--from",
+            "a",
+            "--to",
+            "b",
+            "--hold",
+            "--id",
+            id,
+        ]
+    };
+    let run = |who: &str, args: &[&str], want: i32| -> anyhow::Result<()> {
+        let out = w.ferry(who, args)?;
+        anyhow::ensure!(
+            ferry_code(&out) == want,
+            "{args:?} by {who}: exit {} (wanted {want})\nstdout: {}\nstderr: {}",
+            ferry_code(&out),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+
+    // Held, then cancelled: the target is cleaned; the source never stopped.
+    run("admin", &held("m6"), 0)?;
+    let m = w.ferry_json("admin", &["migrate", "get", "m6"])?;
+    assert_eq!(m["state"], "staged", "{m:#}");
+    assert_eq!(replicas(&store_a, REGISTRY).await?, replicas_a, "A serves");
+    assert_eq!(bucket_digests(&b).await?, bucket_digests(&a).await?);
+    assert!(
+        items(&store_b, REGISTRY).await?.is_empty(),
+        "nothing restored"
+    );
+    run("admin", &["migrate", "cancel", "m6"], 5)?;
+    let m = w.ferry_json("admin", &["migrate", "get", "m6"])?;
+    assert_eq!(m["state"], "cancelled", "{m:#}");
+    assert!(bucket_digests(&b).await?.is_empty(), "buckets emptied on B");
+    assert!(backup_keys(&b, &format!("{BSL_PREFIX}/")).await?.is_empty());
+    assert_eq!(replicas(&store_a, REGISTRY).await?, replicas_a);
+
+    // Held again, through a coordinator SIGKILL: still held, nothing runs.
+    run("admin", &held("m7"), 0)?;
+    coordinator.kill9()?;
+    coordinator = w.coordinator(&roles, &[])?;
+    w.all_connected(&["a", "b"], Duration::from_secs(30))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let m = w.ferry_json("admin", &["migrate", "get", "m7"])?;
+    assert_eq!(m["state"], "staged", "{m:#}");
+    let step = |m: &serde_json::Value, name: &str| -> anyhow::Result<serde_json::Value> {
+        m["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == name))
+            .cloned()
+            .with_context(|| format!("no step {name} in {m:#}"))
+    };
+    assert_eq!(step(&m, "quiesce")?["state"], "pending", "{m:#}");
+    assert_eq!(replicas(&store_a, REGISTRY).await?, replicas_a);
+
+    // The source changes while it serves: one object rewritten, one added.
+    let bucket = ferry_sandbox::fixture::bucket_name(REGISTRY, "user-import");
+    let key = a
+        .s3()
+        .list_objects(&bucket, "")
+        .await?
+        .into_iter()
+        .next()
+        .context("an object in user-import")?
+        .key;
+    a.s3()
+        .put_object(&bucket, &key, vec![7u8; 300 * 1024])
+        .await?;
+    a.s3()
+        .put_object(&bucket, "added-while-staged.csv", vec![9u8; 100 * 1024])
+        .await?;
+
+    // A viewer may not stage or cut over.
+    run("viewer", &["migrate", "stage", "m7"], 3)?;
+    run("viewer", &["migrate", "cutover", "m7"], 3)?;
+    // Another stage copy moves only what changed, and holds again.
+    run("admin", &["migrate", "stage", "m7"], 0)?;
+    let m = w.ferry_json("admin", &["migrate", "get", "m7"])?;
+    assert_eq!(m["state"], "staged", "{m:#}");
+    assert_eq!(step(&m, "stage-transfer")?["attempt"], 2, "{m:#}");
+    for obc in ferry_sandbox::fixture::OBC_BUCKETS {
+        let c = transfer_counts(&w, &format!("m7-stage-transfer-a2-{obc}")).await?;
+        if *obc == "user-import" {
+            assert_eq!(c.objects_moved, 2, "{obc}: {c:?}");
+            assert_eq!(c.bytes_moved, 400 * 1024, "{obc}: {c:?}");
+        } else {
+            assert_eq!(c.bytes_moved, 0, "{obc} moved again: {c:?}");
+        }
+    }
+    assert_eq!(bucket_digests(&b).await?, bucket_digests(&a).await?);
+    assert_eq!(replicas(&store_a, REGISTRY).await?, replicas_a);
+
+    // The cutover finishes, verified, and moves no bucket byte again.
+    run("admin", &["migrate", "cutover", "m7"], 0)?;
+    let m = w.ferry_json("admin", &["migrate", "get", "m7"])?;
+    assert_eq!(m["state"], "succeeded", "{m:#}");
+    assert_eq!(m["report"]["verified"], true, "{m:#}");
+    assert!(
+        step(&m, "await-cutover")?["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("client/admin"),
+        "{m:#}"
+    );
+    for obc in ferry_sandbox::fixture::OBC_BUCKETS {
+        let c = transfer_counts(&w, &format!("m7-transfer-a1-{obc}")).await?;
+        assert_eq!(c.bytes_moved, 0, "{obc}: the cutover moved again: {c:?}");
+    }
+    assert_eq!(bucket_digests(&b).await?, bucket_digests(&a).await?);
+    assert_eq!(items(&store_b, REGISTRY).await?, items_a);
+    assert!(
+        replicas(&store_a, REGISTRY)
+            .await?
+            .iter()
+            .all(|(_, r)| *r == 0),
+        "A quiesced"
+    );
+    assert_eq!(velero_names(&store_b, "restores").await?.len(), 11);
+
+    let audit = w.ferry_json("viewer", &["migrate", "audit", "m7"])?;
+    let entries = audit["entries"].as_array().context("entries")?;
+    for (actor, action) in [
+        ("client/admin", "stage"),
+        ("client/admin", "cutover"),
+        ("client/viewer", "stage-denied"),
+        ("client/viewer", "cutover-denied"),
+        ("coordinator", "staged"),
+    ] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["actor"] == actor && e["action"] == action),
+            "{actor} {action}: {audit:#}"
+        );
+    }
+    drop(coordinator);
+    Ok(())
+}

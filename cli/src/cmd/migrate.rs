@@ -17,7 +17,7 @@ pub enum MigrateCommand {
     Plan(RequestArgs),
     /// Start a migration (refused, changing nothing, if a check fails) and follow it.
     Start(StartArgs),
-    /// Follow a migration's events until it ends.
+    /// Follow a migration's events until it ends (or holds, staged).
     Watch(IdArgs),
     /// Show one migration: its steps and, once verified, the report.
     Get(IdArgs),
@@ -29,6 +29,12 @@ pub enum MigrateCommand {
     Rollback(FollowArgs),
     /// Run a failed migration again from its failed step.
     Retry(FollowArgs),
+    /// A staged migration (started with --hold) copies what changed on the
+    /// source since its last stage copy, then holds again.
+    Stage(FollowArgs),
+    /// A staged migration (started with --hold) goes on: quiesce, backup,
+    /// transfer of what changed, restore, reconfigure, verify.
+    Cutover(FollowArgs),
     /// The audit log: who asked for what, and what each agent did.
     Audit(AuditArgs),
 }
@@ -47,6 +53,11 @@ pub struct RequestArgs {
     /// Copy once while the source still serves, so the cutover moves only the delta.
     #[arg(long)]
     pub stage: bool,
+    /// Stage, then hold (state `staged`, the source serving) until
+    /// `ferry migrate stage` copies the delta again or `ferry migrate cutover`
+    /// goes on. Implies --stage.
+    #[arg(long)]
+    pub hold: bool,
     /// Go on when Velero reports a backup or restore PartiallyFailed.
     #[arg(long)]
     pub allow_warnings: bool,
@@ -65,7 +76,8 @@ impl RequestArgs {
             registry: self.registry.clone(),
             source_cluster: self.from.clone(),
             target_cluster: self.to.clone(),
-            stage: self.stage,
+            stage: self.stage || self.hold,
+            hold: self.hold,
             allow_warnings: self.allow_warnings,
             backup_store: self.backup_store.clone(),
             backup_location: self.backup_location.clone(),
@@ -173,6 +185,14 @@ pub async fn run(args: &ClientArgs, cmd: MigrateCommand, out: OutputFormat) -> a
         }
         MigrateCommand::Retry(a) => {
             let m = c.retry_migration(r(&a.id)).await?.into_inner();
+            after_call(&mut c, m, a.detach, out).await
+        }
+        MigrateCommand::Stage(a) => {
+            let m = c.stage_migration(r(&a.id)).await?.into_inner();
+            after_call(&mut c, m, a.detach, out).await
+        }
+        MigrateCommand::Cutover(a) => {
+            let m = c.cutover_migration(r(&a.id)).await?.into_inner();
             after_call(&mut c, m, a.detach, out).await
         }
         MigrateCommand::Audit(a) => {

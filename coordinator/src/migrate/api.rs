@@ -9,7 +9,7 @@ use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
-use super::engine::{Engine, is_terminal};
+use super::engine::{Engine, is_resting};
 use crate::auth::{Authorizer, Role, peer};
 
 pub struct MigrationsApi {
@@ -52,6 +52,12 @@ impl MigrationsApi {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::MigrationEvent, Status>> + Send>>;
+
+/// A watch ends with the migration's end, or when it holds after a stage copy.
+fn ends_watch(e: &pb::MigrationEvent) -> bool {
+    e.kind == pb::EventKind::Finished as i32
+        || (e.kind == pb::EventKind::State as i32 && e.state == pb::MigrationState::Staged as i32)
+}
 
 #[tonic::async_trait]
 impl Migrations for MigrationsApi {
@@ -131,8 +137,8 @@ impl Migrations for MigrationsApi {
                     return;
                 }
             }
-            // Ended before we looked, and everything logged is sent.
-            if is_terminal(m.state) && m.last_seq <= seen {
+            // Ended or held before we looked, and everything logged is sent.
+            if is_resting(m.state) && m.last_seq <= seen {
                 return;
             }
             loop {
@@ -145,7 +151,7 @@ impl Migrations for MigrationsApi {
                         };
                         for e in missed {
                             seen = seen.max(e.seq);
-                            let end = e.kind == pb::EventKind::Finished as i32;
+                            let end = ends_watch(&e);
                             if tx.send(Ok(e)).await.is_err() || end {
                                 return;
                             }
@@ -158,7 +164,7 @@ impl Migrations for MigrationsApi {
                     continue;
                 }
                 seen = seen.max(e.seq);
-                let end = e.kind == pb::EventKind::Finished as i32;
+                let end = ends_watch(&e);
                 if tx.send(Ok(e)).await.is_err() || end {
                     return;
                 }
@@ -194,6 +200,24 @@ impl Migrations for MigrationsApi {
         let id = req.get_ref().migration_id.clone();
         let who = self.allow(&req, Role::Operator, "retry", &id)?;
         Ok(Response::new(self.engine.retry(&id, &who)?))
+    }
+
+    async fn stage_migration(
+        &self,
+        req: Request<pb::MigrationRef>,
+    ) -> Result<Response<pb::Migration>, Status> {
+        let id = req.get_ref().migration_id.clone();
+        let who = self.allow(&req, Role::Operator, "stage", &id)?;
+        Ok(Response::new(self.engine.stage(&id, &who)?))
+    }
+
+    async fn cutover_migration(
+        &self,
+        req: Request<pb::MigrationRef>,
+    ) -> Result<Response<pb::Migration>, Status> {
+        let id = req.get_ref().migration_id.clone();
+        let who = self.allow(&req, Role::Operator, "cutover", &id)?;
+        Ok(Response::new(self.engine.cutover(&id, &who)?))
     }
 
     async fn list_audit(

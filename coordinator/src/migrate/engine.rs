@@ -82,6 +82,11 @@ pub fn is_terminal(state: i32) -> bool {
     )
 }
 
+/// Nothing runs until someone asks: ended, or held after a stage copy.
+pub fn is_resting(state: i32) -> bool {
+    is_terminal(state) || state == MS::Staged as i32
+}
+
 fn event(kind: pb::EventKind, step: &str, message: impl Into<String>) -> pb::MigrationEvent {
     pb::MigrationEvent {
         at_unix_ms: unix_ms(),
@@ -277,12 +282,12 @@ impl Engine {
         Ok(m)
     }
 
-    /// Stops the running step and rolls back.
+    /// Stops the running step (if any) and rolls back.
     pub fn cancel(&self, id: &str, by: &str) -> Result<pb::Migration> {
         let m = self.inner.update(id, |m| {
-            if m.state != MS::Running as i32 {
+            if m.state != MS::Running as i32 && m.state != MS::Staged as i32 {
                 return Err(Error::Precondition(format!(
-                    "migration {id} is {}, not running; only a running migration can be cancelled (use rollback to undo a finished one)",
+                    "migration {id} is {}; only a running or staged migration can be cancelled (use rollback to undo a finished one)",
                     state_name(m.state)
                 )));
             }
@@ -380,6 +385,72 @@ impl Engine {
         Ok(m)
     }
 
+    /// A staged migration copies again what changed on the source since its
+    /// last stage copy (a new stage backup; the relay moves only what the
+    /// target lacks), then holds again.
+    pub fn stage(&self, id: &str, by: &str) -> Result<pb::Migration> {
+        let m = self.inner.update(id, |m| {
+            held(m, id, "copied again")?;
+            for s in m.steps.iter_mut() {
+                if s.name != "stage-backup" && s.name != "stage-transfer" {
+                    continue;
+                }
+                s.state = SS::Pending as i32;
+                s.error.clear();
+                s.detail.clear();
+                s.progress = None;
+                // The last stage backup keeps its name for cleanup; the next
+                // copy is of a new one.
+                for r in s.refs.iter_mut() {
+                    if let Some(name) = r.strip_prefix("backup/") {
+                        *r = format!("staged-backup/{name}");
+                    }
+                }
+            }
+            m.state = MS::Running as i32;
+            Ok(Some(event(
+                pb::EventKind::State,
+                "stage-backup",
+                format!("another stage copy asked by {by}: what changed on the source since the last one"),
+            )))
+        })?;
+        self.inner.audit(
+            by,
+            "stage",
+            id,
+            "copy what changed on the source since the last stage copy",
+        );
+        self.drive(id);
+        Ok(m)
+    }
+
+    /// A staged migration goes on: quiesce, backup, the rest.
+    pub fn cutover(&self, id: &str, by: &str) -> Result<pb::Migration> {
+        let m = self.inner.update(id, |m| {
+            held(m, id, "cut over")?;
+            let now = unix_ms();
+            if let Some(s) = m.steps.iter_mut().find(|s| s.name == plan::AWAIT_CUTOVER) {
+                s.state = SS::Succeeded as i32;
+                s.attempt = s.attempt.max(1);
+                s.started_at_unix_ms = now;
+                s.finished_at_unix_ms = now;
+                s.detail = format!("cutover asked by {by}");
+            }
+            m.state = MS::Running as i32;
+            Ok(Some(event(
+                pb::EventKind::State,
+                plan::AWAIT_CUTOVER,
+                format!(
+                    "cutover asked by {by}: quiesce, backup, transfer of what changed, restore"
+                ),
+            )))
+        })?;
+        self.inner
+            .audit(by, "cutover", id, "quiesce the source and go on");
+        self.drive(id);
+        Ok(m)
+    }
+
     /// Starts the migration's driver unless one is running.
     fn drive(&self, id: &str) {
         let token = {
@@ -395,6 +466,22 @@ impl Engine {
         let id = id.to_string();
         tokio::spawn(async move { inner.drive(id, token).await });
     }
+}
+
+/// Refuses a call that needs a migration held after its stage copy.
+fn held(m: &pb::Migration, id: &str, what: &str) -> Result<()> {
+    if m.state == MS::Staged as i32 {
+        return Ok(());
+    }
+    let how = if request(m).hold {
+        "it is not holding now"
+    } else {
+        "it was not started with --hold"
+    };
+    Err(Error::Precondition(format!(
+        "migration {id} is {}; only a staged migration can be {what}, and {how}",
+        state_name(m.state)
+    )))
 }
 
 fn request(m: &pb::Migration) -> &pb::MigrationRequest {
@@ -559,10 +646,14 @@ impl Inner {
                 _ => None,
             };
             if let Some(at) = next {
+                if !at.rollback && step_ref(&m, at).is_some_and(|s| s.name == plan::AWAIT_CUTOVER) {
+                    self.hold(&id).await;
+                    continue;
+                }
                 self.run_step(&id, at, &token).await;
                 continue;
             }
-            if !is_terminal(m.state) {
+            if !is_resting(m.state) {
                 let (end, message) = match state {
                     MS::Running => (MS::Succeeded, "migration verified and done"),
                     MS::Cancelling => (
@@ -588,14 +679,44 @@ impl Inner {
                 }
                 continue;
             }
-            // Terminal: stop, unless a call changed the state meanwhile.
+            // Ended or held: stop, unless a call changed the state meanwhile.
             let mut runs = lock(&self.runs);
             match self.get(&id) {
-                Ok(m) if !is_terminal(m.state) => continue,
+                Ok(m) if !is_resting(m.state) => continue,
                 _ => {
                     runs.remove(&id);
                     return;
                 }
+            }
+        }
+    }
+
+    /// After the stage copy of a held migration: STAGED, until the operator
+    /// asks for another stage copy or for the cutover.
+    async fn hold(&self, id: &str) {
+        let held = self.update(id, |m| {
+            if m.state != MS::Running as i32 {
+                return Ok(None);
+            }
+            m.state = MS::Staged as i32;
+            let copy = stage_backup(m).unwrap_or_default();
+            Ok(Some(event(
+                pb::EventKind::State,
+                plan::AWAIT_CUTOVER,
+                format!(
+                    "staged: the target holds the copy of {copy}; the source serves. `ferry migrate stage {id}` copies what changed since, `ferry migrate cutover {id}` goes on"
+                ),
+            )))
+        });
+        match held {
+            Ok(m) if m.state == MS::Staged as i32 => {
+                tracing::info!(migration = %id, "staged; holding for the operator");
+                self.audit("coordinator", "staged", id, "holding for stage or cutover");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(migration = %id, error = %e, "cannot journal the hold; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
@@ -1331,7 +1452,7 @@ impl Inner {
     }
 }
 
-/// Every backup the migration named: stage, cutover, and those that failed.
+/// Every backup the migration named: stage copies, cutover, and those that failed.
 fn all_backups(m: &pb::Migration) -> Vec<String> {
     let mut names: Vec<String> = m
         .steps
@@ -1340,6 +1461,7 @@ fn all_backups(m: &pb::Migration) -> Vec<String> {
         .filter_map(|r| {
             r.strip_prefix("backup/")
                 .or_else(|| r.strip_prefix("failed-backup/"))
+                .or_else(|| r.strip_prefix("staged-backup/"))
         })
         .map(str::to_string)
         .collect();

@@ -86,6 +86,9 @@ const fn label_phase(name: &'static str, labels: &'static [&'static str]) -> Pha
     }
 }
 
+/// The step a held migration waits at, in state STAGED, for the operator.
+pub const AWAIT_CUTOVER: &str = "await-cutover";
+
 /// The steps of a migration, in order.
 pub fn steps(request: &pb::MigrationRequest) -> Vec<(String, Side, String)> {
     let reg = &request.registry;
@@ -94,7 +97,8 @@ pub fn steps(request: &pb::MigrationRequest) -> Vec<(String, Side, String)> {
         Side::Coordinator,
         "check both clusters; refuse and change nothing if any check fails".into(),
     )];
-    if request.stage {
+    // Holding after a stage copy needs the stage copy.
+    if request.stage || request.hold {
         out.push((
             "stage-backup".into(),
             Side::Source,
@@ -105,6 +109,13 @@ pub fn steps(request: &pb::MigrationRequest) -> Vec<(String, Side, String)> {
             Side::Coordinator,
             "relay the stage backup, volume data and buckets to the target".into(),
         ));
+        if request.hold {
+            out.push((
+                AWAIT_CUTOVER.into(),
+                Side::Coordinator,
+                "hold while the source serves: `ferry migrate stage` copies what changed again, `ferry migrate cutover` goes on".into(),
+            ));
+        }
     }
     out.extend([
         (
@@ -341,9 +352,20 @@ mod tests {
         assert!(!names.iter().any(|n| n.starts_with("stage")));
         let staged = pb::MigrationRequest {
             stage: true,
-            ..request
+            ..request.clone()
         };
         let names: Vec<String> = steps(&staged).into_iter().map(|s| s.0).collect();
         assert_eq!(&names[1..3], ["stage-backup", "stage-transfer"]);
+        assert!(!names.iter().any(|n| n == AWAIT_CUTOVER));
+        // Holding implies the stage copy, and waits right after it.
+        let held = pb::MigrationRequest {
+            hold: true,
+            ..request
+        };
+        let names: Vec<String> = steps(&held).into_iter().map(|s| s.0).collect();
+        assert_eq!(
+            &names[1..5],
+            ["stage-backup", "stage-transfer", AWAIT_CUTOVER, "quiesce"]
+        );
     }
 }
