@@ -26,6 +26,10 @@ pub struct Site<'a> {
     /// `(name, version)` of a registry to seed.
     pub registry: Option<(&'a str, &'a str)>,
     pub sizes: Option<fixture::Sizes>,
+    /// The cluster's storage classes, when not the fixture's (`gp3-csi`, default).
+    pub storage_classes: Option<Vec<fixture::StorageClassSpec>>,
+    /// Velero's change-storage-class mapping on this cluster.
+    pub class_mapping: &'a [(&'a str, &'a str)],
 }
 
 impl<'a> Site<'a> {
@@ -35,6 +39,8 @@ impl<'a> Site<'a> {
             domain,
             registry: Some((REGISTRY, PLATFORM)),
             sizes: None,
+            storage_classes: None,
+            class_mapping: &[],
         }
     }
 
@@ -44,6 +50,8 @@ impl<'a> Site<'a> {
             domain,
             registry: None,
             sizes: None,
+            storage_classes: None,
+            class_mapping: &[],
         }
     }
 }
@@ -57,8 +65,15 @@ pub async fn cluster(w: &World, id: &str, site: Site<'_>) -> anyhow::Result<Sand
     let seed = match site.platform {
         None => Seed::bare(),
         Some(v) => {
+            let mut platform = Platform::new(v).with_domain(site.domain);
+            if let Some(classes) = site.storage_classes.clone() {
+                platform = platform.with_storage_classes(classes);
+            }
+            for (from, to) in site.class_mapping {
+                platform = platform.with_storage_class_mapping(from, to);
+            }
             let mut seed = Seed {
-                platform: Some(Platform::new(v).with_domain(site.domain)),
+                platform: Some(platform),
                 registries: vec![],
             };
             if let Some((name, version)) = site.registry {

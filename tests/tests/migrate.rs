@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferry_common::pb;
-use ferry_sandbox::fixture::{BSL_PREFIX, Sizes};
+use ferry_sandbox::fixture::{BSL_PREFIX, DEFAULT_STORAGE_CLASS, Sizes, StorageClassSpec};
+use ferry_sandbox::k8s::Gvr;
 use ferry_tests::World;
 use ferry_tests::migrate_world::{
     REGISTRY, Site, agent, backup_keys, bucket_digests, cluster, ended, items, migrations,
@@ -23,7 +24,12 @@ async fn a_registry_moves_verifies_and_rolls_back() -> anyhow::Result<()> {
     ferry_tests::init_logs();
     let w = World::new(&["a", "b"], &["admin", "viewer"])?;
     let a = cluster(&w, "a", Site::source("a.example.com")).await?;
-    let b = cluster(&w, "b", Site::target("b.example.com")).await?;
+    // B is another cloud: its storage class is another, which Velero there
+    // maps the source's to; its CSI driver publishes free capacity.
+    let mut on_b = Site::target("b.example.com");
+    on_b.storage_classes = Some(vec![StorageClassSpec::new("thin-csi", true, Some(1 << 40))]);
+    on_b.class_mapping = &[(DEFAULT_STORAGE_CLASS, "thin-csi")];
+    let b = cluster(&w, "b", on_b).await?;
     let (store_a, store_b) = (a.store(), b.store());
     let before_items = items(&store_a, REGISTRY).await?;
     let before_replicas = replicas(&store_a, REGISTRY).await?;
@@ -53,6 +59,27 @@ async fn a_registry_moves_verifies_and_rolls_back() -> anyhow::Result<()> {
         ],
     )?;
     assert_eq!(plan["ready"], true, "{plan}");
+    let verdict = |name: &str| {
+        plan["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == name))
+            .map(|c| {
+                (
+                    c["passed"].clone(),
+                    c["reason"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+    };
+    let (passed, reason) = verdict("storage-classes").context("storage-classes")?;
+    assert!(
+        passed == true && reason.contains("gp3-csi → thin-csi"),
+        "{reason}"
+    );
+    let (passed, reason) = verdict("target-room").context("target-room")?;
+    assert!(
+        passed == true && reason.contains("thin-csi: needs"),
+        "{reason}"
+    );
     let start = [
         "migrate",
         "start",
@@ -105,6 +132,22 @@ async fn a_registry_moves_verifies_and_rolls_back() -> anyhow::Result<()> {
         .collect();
     assert!(left.is_empty(), "A's domain left on B in: {left:#?}");
     assert!(text_b.contains("apps.b.example.com"));
+    // B's claims are of B's class.
+    let classes: Vec<String> = store_b
+        .list(&Gvr::core("persistentvolumeclaims"), Some(REGISTRY), None)
+        .await?
+        .iter()
+        .map(|pvc| {
+            pvc["spec"]["storageClassName"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert!(
+        !classes.is_empty() && classes.iter().all(|c| c == "thin-csi"),
+        "{classes:?}"
+    );
     // B runs what A ran; A is quiesced.
     assert_eq!(replicas(&store_b, REGISTRY).await?, before_replicas);
     assert!(
@@ -311,7 +354,9 @@ async fn a_coordinator_killed_at_any_step_finishes_the_migration() -> anyhow::Re
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_preconditions_refuse_by_name_and_change_nothing() -> anyhow::Result<()> {
     ferry_tests::init_logs();
-    let ids = ["a", "old", "b", "olderb", "bare", "taken", "stale", "nobsl"];
+    let ids = [
+        "a", "old", "b", "olderb", "bare", "taken", "stale", "nobsl", "vsphere", "small",
+    ];
     let w = World::new(&ids, &["admin"])?;
     let a = cluster(&w, "a", Site::source("a.example.com")).await?;
     // A source whose registry is older than the targets' Platform.
@@ -338,6 +383,18 @@ async fn failed_preconditions_refuse_by_name_and_change_nothing() -> anyhow::Res
         .await?;
     let nobsl = cluster(&w, "nobsl", Site::target("nobsl.example.com")).await?;
     nobsl.set_bsl_unavailable(true);
+    // Another cloud's storage class, and no Velero mapping to it.
+    let mut site = Site::target("vsphere.example.com");
+    site.storage_classes = Some(vec![StorageClassSpec::new("thin-csi", true, None)]);
+    let vsphere = cluster(&w, "vsphere", site).await?;
+    // The right class, with 1 MiB free.
+    let mut site = Site::target("small.example.com");
+    site.storage_classes = Some(vec![StorageClassSpec::new(
+        DEFAULT_STORAGE_CLASS,
+        true,
+        Some(1 << 20),
+    )]);
+    let small = cluster(&w, "small", site).await?;
 
     let _c = w.coordinator(&["admin=operator"], &[])?;
     let mut agents = vec![];
@@ -350,6 +407,8 @@ async fn failed_preconditions_refuse_by_name_and_change_nothing() -> anyhow::Res
         ("taken", &taken),
         ("stale", &stale),
         ("nobsl", &nobsl),
+        ("vsphere", &vsphere),
+        ("small", &small),
     ] {
         agents.push(agent(&w, id, c)?);
     }
@@ -367,6 +426,8 @@ async fn failed_preconditions_refuse_by_name_and_change_nothing() -> anyhow::Res
         ("a", "taken", "no-gerrit-project"),
         ("a", "stale", "no-backup-objects"),
         ("a", "nobsl", "bsl-available"),
+        ("a", "vsphere", "storage-classes"),
+        ("a", "small", "target-room"),
     ] {
         let out = w.ferry(
             "admin",
@@ -430,7 +491,7 @@ async fn failed_preconditions_refuse_by_name_and_change_nothing() -> anyhow::Res
     );
     assert_eq!(replicas(&a.store(), REGISTRY).await?, replicas_a);
     assert!(velero_names(&a.store(), "backups").await?.is_empty());
-    for target in [&olderb, &bare, &stale, &nobsl] {
+    for target in [&olderb, &bare, &stale, &nobsl, &vsphere, &small] {
         assert!(items(&target.store(), REGISTRY).await?.is_empty());
     }
     let stale_keys = backup_keys(&stale, &format!("{BSL_PREFIX}/backups/")).await?;

@@ -3,8 +3,11 @@
 //! compare the two sides. Preflight only reads.
 
 use ferry_common::pb::{self, ClusterRole};
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::api::{Api, DynamicObject};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::{CSIStorageCapacity, StorageClass};
+use kube::api::{Api, DynamicObject, ListParams};
 use kube::{Client, ResourceExt};
 
 use super::cluster::{
@@ -59,9 +62,16 @@ pub(super) async fn run(
     if target {
         target_checks(step, cmd, &probe, &mut checks).await?;
         report.capacity_bytes = step.ctx.config.capacity_bytes.unwrap_or(0);
+        report.storage_classes = storage_classes(&step.client).await?;
+        report.storage_class_mapping = storage_class_mapping(&step.client).await?;
     } else {
         report.registry_version = source_checks(step, &mut checks).await?;
-        report.required_bytes = required_bytes(step).await?;
+        report.volume_bytes = volume_bytes(step).await?;
+        report.bucket_bytes = bucket_bytes(step).await?;
+        report.required_bytes = report
+            .volume_bytes
+            .iter()
+            .fold(report.bucket_bytes, |sum, c| sum.saturating_add(c.bytes));
     }
     report.checks = checks.list;
     Ok(report)
@@ -332,14 +342,14 @@ async fn leftover_objects(
 
 /// Volume requests of the namespace plus the contents of its OBC buckets
 /// (those the agent has a store `obc-<claim>` for).
-async fn required_bytes(step: &mut Step<'_>) -> Result<u64> {
+/// The storage the registry's volume claims request, per storage class.
+async fn volume_bytes(step: &mut Step<'_>) -> Result<Vec<pb::ClassBytes>> {
     let (client, ns) = (&step.client, step.registry);
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-    let mut total: u64 = 0;
+    let mut per_class: BTreeMap<String, pb::ClassBytes> = BTreeMap::new();
     for pvc in list_all(&pvcs, &format!("persistentvolumeclaims in namespace {ns}")).await? {
-        let request = pvc
-            .spec
-            .as_ref()
+        let spec = pvc.spec.as_ref();
+        let request = spec
             .and_then(|s| s.resources.as_ref())
             .and_then(|r| r.requests.as_ref())
             .and_then(|r| r.get("storage"));
@@ -352,11 +362,28 @@ async fn required_bytes(step: &mut Step<'_>) -> Result<u64> {
                 request.0
             ))
         })?;
-        total = total.saturating_add(bytes);
+        let class = spec
+            .and_then(|s| s.storage_class_name.clone())
+            .unwrap_or_default();
+        let entry = per_class
+            .entry(class.clone())
+            .or_insert_with(|| pb::ClassBytes {
+                storage_class: class,
+                ..Default::default()
+            });
+        entry.bytes = entry.bytes.saturating_add(bytes);
+        entry.claims += 1;
     }
+    Ok(per_class.into_values().collect())
+}
+
+/// The bytes in the registry's buckets (those this agent has stores for).
+async fn bucket_bytes(step: &mut Step<'_>) -> Result<u64> {
+    let (client, ns) = (&step.client, step.registry);
     let obcs: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), ns, &object_bucket_claims());
     let configured = step.ctx.stores.names();
+    let mut total: u64 = 0;
     for obc in list_all(&obcs, &format!("objectbucketclaims in namespace {ns}")).await? {
         let store = format!("obc-{}", obc.name_any());
         if !configured.contains(&store) {
@@ -367,4 +394,69 @@ async fn required_bytes(step: &mut Step<'_>) -> Result<u64> {
         total = total.saturating_add(listing.bytes());
     }
     Ok(total)
+}
+
+/// Kubernetes marks the default storage class with this annotation.
+const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
+
+/// The cluster's storage classes, with the free capacity their CSI drivers
+/// publish (CSIStorageCapacity, summed over topology segments) where they do.
+async fn storage_classes(client: &Client) -> Result<Vec<pb::StorageClassRoom>> {
+    let classes: Api<StorageClass> = Api::all(client.clone());
+    let capacities: Api<CSIStorageCapacity> = Api::all(client.clone());
+    let published = list_all(&capacities, "csistoragecapacities (all namespaces)").await?;
+    let mut out = vec![];
+    for class in list_all(&classes, "storageclasses").await? {
+        let name = class.name_any();
+        let is_default = class
+            .annotations()
+            .get(DEFAULT_CLASS_ANNOTATION)
+            .is_some_and(|v| v == "true");
+        let mut room = pb::StorageClassRoom {
+            name: name.clone(),
+            is_default,
+            ..Default::default()
+        };
+        for c in published.iter().filter(|c| c.storage_class_name == name) {
+            let Some(q) = c.capacity.as_ref() else {
+                continue;
+            };
+            let bytes = quantity::bytes(&q.0).ok_or_else(|| {
+                StepError::State(format!(
+                    "CSIStorageCapacity {}/{} of storage class {name} has capacity {:?}, which is \
+                     not a Kubernetes quantity",
+                    c.namespace().unwrap_or_default(),
+                    c.name_any(),
+                    q.0
+                ))
+            })?;
+            room.capacity_bytes = room.capacity_bytes.saturating_add(bytes);
+            room.capacity_known = true;
+        }
+        out.push(room);
+    }
+    Ok(out)
+}
+
+/// Labels of the ConfigMap that configures Velero's change-storage-class
+/// restore item action (its data: old class → new class).
+const CHANGE_STORAGE_CLASS_SELECTOR: &str = "velero.io/change-storage-class=RestoreItemAction";
+
+/// Velero's storage class mapping on restore, from its plugin ConfigMaps.
+async fn storage_class_mapping(
+    client: &Client,
+) -> Result<std::collections::HashMap<String, String>> {
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), VELERO_NAMESPACE);
+    let what =
+        format!("configmaps {CHANGE_STORAGE_CLASS_SELECTOR} in namespace {VELERO_NAMESPACE}");
+    let found = maps
+        .list(&ListParams::default().labels(CHANGE_STORAGE_CLASS_SELECTOR))
+        .await;
+    let found =
+        super::cluster::absent_if_missing(found).map_err(super::error::kube_err("list", what))?;
+    Ok(found
+        .into_iter()
+        .flat_map(|list| list.items)
+        .flat_map(|cm| cm.data.unwrap_or_default())
+        .collect())
 }

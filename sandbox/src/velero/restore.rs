@@ -317,7 +317,26 @@ async fn execute(
                 .collect()
         })
         .unwrap_or_default();
+    // Velero's change-storage-class restore item action reads its mapping
+    // from ConfigMaps so labelled in its namespace.
+    let storage_classes: BTreeMap<String, String> = ctx
+        .store
+        .list(
+            &crate::k8s::Gvr::core("configmaps"),
+            Some(super::VELERO_NAMESPACE),
+            Some("velero.io/change-storage-class=RestoreItemAction"),
+        )
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|cm| cm.get("data").and_then(Value::as_object))
+        .flat_map(|data| {
+            data.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        })
+        .collect();
     let target = RestoreTarget {
+        storage_classes,
         backup_name: backup_name.to_owned(),
         restore_name: restore_name.clone(),
         location: location.clone(),

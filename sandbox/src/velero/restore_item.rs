@@ -22,6 +22,8 @@ pub(crate) struct RestoreTarget {
     pub update_existing: bool,
     pub restore_pvs: bool,
     pub mapping: BTreeMap<String, String>,
+    /// Velero's change-storage-class mapping (old class → new class).
+    pub storage_classes: BTreeMap<String, String>,
     /// Namespace objects in the backup, by (source) name.
     pub backed_up_namespaces: BTreeMap<String, Value>,
     pub pod_volume_backups: Vec<Value>,
@@ -83,6 +85,7 @@ fn prepare(
         "persistentvolumeclaims" => {
             if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.remove("volumeName");
+                change_storage_class(spec, &target.storage_classes);
             }
             if let Some(ann) = metadata_mut(&mut obj)
                 .and_then(|m| m.get_mut("annotations"))
@@ -92,9 +95,34 @@ fn prepare(
                 ann.remove("pv.kubernetes.io/bound-by-controller");
             }
         }
+        "statefulsets.apps" => {
+            let templates = obj
+                .pointer_mut("/spec/volumeClaimTemplates")
+                .and_then(Value::as_array_mut);
+            for t in templates.into_iter().flatten() {
+                if let Some(spec) = t.get_mut("spec").and_then(Value::as_object_mut) {
+                    change_storage_class(spec, &target.storage_classes);
+                }
+            }
+        }
         _ => {}
     }
     (obj, status)
+}
+
+/// Velero's change-storage-class action: a claim (or claim template) of a
+/// mapped class gets the new class; one that names none keeps none.
+fn change_storage_class(
+    spec: &mut serde_json::Map<String, Value>,
+    classes: &BTreeMap<String, String>,
+) {
+    let mapped = spec
+        .get("storageClassName")
+        .and_then(Value::as_str)
+        .and_then(|old| classes.get(old));
+    if let Some(new) = mapped {
+        spec.insert("storageClassName".into(), json!(new));
+    }
 }
 
 /// Creates the target namespace unless it exists (from the backed-up
