@@ -268,6 +268,14 @@ pub async fn replicas(store: &Store, namespace: &str) -> anyhow::Result<Vec<(Str
 }
 
 /// Velero objects of a kind (`backups`, `restores`) on a cluster.
+/// Every Deployment and StatefulSet of `namespace` is scaled to zero.
+pub async fn quiesced(store: &Store, namespace: &str) -> anyhow::Result<bool> {
+    Ok(replicas(store, namespace)
+        .await?
+        .iter()
+        .all(|(_, r)| *r == 0))
+}
+
 pub async fn velero_names(store: &Store, plural: &str) -> anyhow::Result<Vec<String>> {
     let mut names: Vec<String> = store
         .list(&Gvr::new("velero.io", "v1", plural), Some("velero"), None)

@@ -10,13 +10,44 @@ use ferry_sandbox::k8s::Gvr;
 use ferry_tests::World;
 use ferry_tests::migrate_world::{
     REGISTRY, Site, agent, backup_keys, bucket_digests, cluster, ended, items, migrations,
-    namespace_text, realm_users, replicas, request, velero_names, wait_until,
+    namespace_text, quiesced, realm_users, replicas, request, velero_names, wait_until,
 };
 
 const MIGRATION_TIMEOUT: Duration = Duration::from_secs(180);
 
 fn ferry_code(out: &std::process::Output) -> i32 {
     out.status.code().unwrap_or(-1)
+}
+
+/// `ferry migrate <verb>` of the registry from one cluster to another, then `more`.
+fn migrate_args<'a>(verb: &'a str, from: &'a str, to: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "migrate",
+        verb,
+        "--registry",
+        REGISTRY,
+        "--from",
+        from,
+        "--to",
+        to,
+    ];
+    args.extend_from_slice(more);
+    args
+}
+
+/// The migration's audit log, read by a viewer, holds each `(actor, action)`.
+fn audited(w: &World, id: &str, wanted: &[(&str, &str)]) -> anyhow::Result<()> {
+    let audit = w.ferry_json("viewer", &["migrate", "audit", id])?;
+    let entries = audit["entries"].as_array().context("entries")?;
+    for (actor, action) in wanted {
+        anyhow::ensure!(
+            entries
+                .iter()
+                .any(|e| e["actor"] == *actor && e["action"] == *action),
+            "no {actor} {action} in the audit log of {id}: {audit:#}"
+        );
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -45,19 +76,7 @@ async fn a_registry_moves_verifies_and_rolls_back() -> anyhow::Result<()> {
         .await?;
 
     // A viewer may plan but not start; the refusal is audited.
-    let plan = w.ferry_json(
-        "viewer",
-        &[
-            "migrate",
-            "plan",
-            "--registry",
-            REGISTRY,
-            "--from",
-            "a",
-            "--to",
-            "b",
-        ],
-    )?;
+    let plan = w.ferry_json("viewer", &migrate_args("plan", "a", "b", &[]))?;
     assert_eq!(plan["ready"], true, "{plan}");
     let verdict = |name: &str| {
         plan["checks"]
@@ -80,18 +99,7 @@ async fn a_registry_moves_verifies_and_rolls_back() -> anyhow::Result<()> {
         passed == true && reason.contains("thin-csi: needs"),
         "{reason}"
     );
-    let start = [
-        "migrate",
-        "start",
-        "--registry",
-        REGISTRY,
-        "--from",
-        "a",
-        "--to",
-        "b",
-        "--id",
-        "m1",
-    ];
+    let start = migrate_args("start", "a", "b", &["--id", "m1"]);
     let denied = w.ferry("viewer", &start)?;
     assert_eq!(ferry_code(&denied), 3, "{denied:?}");
     assert!(
@@ -150,13 +158,7 @@ async fn a_registry_moves_verifies_and_rolls_back() -> anyhow::Result<()> {
     );
     // B runs what A ran; A is quiesced.
     assert_eq!(replicas(&store_b, REGISTRY).await?, before_replicas);
-    assert!(
-        replicas(&store_a, REGISTRY)
-            .await?
-            .iter()
-            .all(|(_, r)| *r == 0),
-        "A quiesced"
-    );
+    assert!(quiesced(&store_a, REGISTRY).await?, "A quiesced");
     // One backup, one restore per phase: nothing done twice.
     assert_eq!(
         velero_names(&store_a, "backups").await?,
@@ -213,21 +215,16 @@ async fn a_registry_moves_verifies_and_rolls_back() -> anyhow::Result<()> {
     );
     assert!(backup_keys(&b, "ferry/").await?.is_empty());
     assert_eq!(replicas(&store_a, REGISTRY).await?, before_replicas);
-    let audit = w.ferry_json("viewer", &["migrate", "audit", "m1"])?;
-    let entries = audit["entries"].as_array().context("entries")?;
-    for (actor, action) in [
-        ("client/admin", "rollback"),
-        ("cluster/b", "step-finished"),
-        ("cluster/a", "step-finished"),
-        ("coordinator", "finished"),
-    ] {
-        assert!(
-            entries
-                .iter()
-                .any(|e| e["actor"] == actor && e["action"] == action),
-            "{actor} {action}: {audit:#}"
-        );
-    }
+    audited(
+        &w,
+        "m1",
+        &[
+            ("client/admin", "rollback"),
+            ("cluster/b", "step-finished"),
+            ("cluster/a", "step-finished"),
+            ("coordinator", "finished"),
+        ],
+    )?;
     Ok(())
 }
 
@@ -429,19 +426,7 @@ async fn failed_preconditions_refuse_by_name_and_change_nothing() -> anyhow::Res
         ("a", "vsphere", "storage-classes"),
         ("a", "small", "target-room"),
     ] {
-        let out = w.ferry(
-            "admin",
-            &[
-                "migrate",
-                "start",
-                "--registry",
-                REGISTRY,
-                "--from",
-                from,
-                "--to",
-                to,
-            ],
-        )?;
+        let out = w.ferry("admin", &migrate_args("start", from, to, &[]))?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(ferry_code(&out), 3, "{from} → {to}: {stderr}");
         assert!(
@@ -449,21 +434,7 @@ async fn failed_preconditions_refuse_by_name_and_change_nothing() -> anyhow::Res
             "{from} → {to} should fail {check}: {stderr}"
         );
         // The plan names the same failed check, with a reason.
-        let plan = w.ferry(
-            "admin",
-            &[
-                "migrate",
-                "plan",
-                "--registry",
-                REGISTRY,
-                "--from",
-                from,
-                "--to",
-                to,
-                "-o",
-                "json",
-            ],
-        )?;
+        let plan = w.ferry("admin", &migrate_args("plan", from, to, &["-o", "json"]))?;
         assert_eq!(ferry_code(&plan), 3);
         let plan: serde_json::Value = serde_json::from_slice(&plan.stdout)?;
         let failed = plan["checks"]
@@ -641,28 +612,9 @@ async fn a_staged_migration_moves_the_delta_and_survives_agent_kills() -> anyhow
     assert_eq!(velero_names(&b.store(), "restores").await?.len(), 11);
 
     // The cutover moved none of the buckets' bytes: the stage had them.
-    let channel = ferry_common::tls::connect(
-        &w.url(),
-        &ferry_common::tls::TlsPaths::in_dir(&w.pki, "client-admin"),
-        None,
-        Duration::from_secs(5),
-    )
-    .await?;
-    let mut transfers = pb::transfers_client::TransfersClient::new(channel);
     for bucket in ferry_sandbox::fixture::OBC_BUCKETS {
-        let get = |id: String| pb::GetTransferRequest { transfer_id: id };
-        let stage = transfers
-            .get_transfer(get(format!("m4-stage-transfer-a1-{bucket}")))
-            .await?
-            .into_inner();
-        let cutover = transfers
-            .get_transfer(get(format!("m4-transfer-a1-{bucket}")))
-            .await?
-            .into_inner();
-        let (s, c) = (
-            stage.counts.unwrap_or_default(),
-            cutover.counts.unwrap_or_default(),
-        );
+        let s = transfer_counts(&w, &format!("m4-stage-transfer-a1-{bucket}")).await?;
+        let c = transfer_counts(&w, &format!("m4-transfer-a1-{bucket}")).await?;
         assert!(
             s.bytes_moved > 0,
             "{bucket}: the stage moved nothing: {s:?}"
@@ -691,21 +643,7 @@ async fn a_failed_backup_stops_the_migration_and_retry_finishes_it() -> anyhow::
     w.all_connected(&["a", "b"], Duration::from_secs(30))
         .await?;
 
-    let out = w.ferry(
-        "admin",
-        &[
-            "migrate",
-            "start",
-            "--registry",
-            REGISTRY,
-            "--from",
-            "a",
-            "--to",
-            "b",
-            "--id",
-            "m5",
-        ],
-    )?;
+    let out = w.ferry("admin", &migrate_args("start", "a", "b", &["--id", "m5"]))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(ferry_code(&out), 1, "{stdout}");
     assert!(stdout.contains("partially failed"), "{stdout}");
@@ -780,21 +718,7 @@ async fn a_held_migration_stages_again_and_cuts_over_when_asked() -> anyhow::Res
     let _agent_b = agent(&w, "b", &b)?;
     w.all_connected(&["a", "b"], Duration::from_secs(30))
         .await?;
-    let held = |id: &'static str| {
-        [
-            "migrate",
-            "start",
-            "--registry",
-            REGISTRY,
-            "--from",
-            "a",
-            "--to",
-            "b",
-            "--hold",
-            "--id",
-            id,
-        ]
-    };
+    let held = |id: &'static str| migrate_args("start", "a", "b", &["--hold", "--id", id]);
     let run = |who: &str, args: &[&str], want: i32| -> anyhow::Result<()> {
         let out = w.ferry(who, args)?;
         anyhow::ensure!(
@@ -898,31 +822,20 @@ async fn a_held_migration_stages_again_and_cuts_over_when_asked() -> anyhow::Res
     }
     assert_eq!(bucket_digests(&b).await?, bucket_digests(&a).await?);
     assert_eq!(items(&store_b, REGISTRY).await?, items_a);
-    assert!(
-        replicas(&store_a, REGISTRY)
-            .await?
-            .iter()
-            .all(|(_, r)| *r == 0),
-        "A quiesced"
-    );
+    assert!(quiesced(&store_a, REGISTRY).await?, "A quiesced");
     assert_eq!(velero_names(&store_b, "restores").await?.len(), 11);
 
-    let audit = w.ferry_json("viewer", &["migrate", "audit", "m7"])?;
-    let entries = audit["entries"].as_array().context("entries")?;
-    for (actor, action) in [
-        ("client/admin", "stage"),
-        ("client/admin", "cutover"),
-        ("client/viewer", "stage-denied"),
-        ("client/viewer", "cutover-denied"),
-        ("coordinator", "staged"),
-    ] {
-        assert!(
-            entries
-                .iter()
-                .any(|e| e["actor"] == actor && e["action"] == action),
-            "{actor} {action}: {audit:#}"
-        );
-    }
+    audited(
+        &w,
+        "m7",
+        &[
+            ("client/admin", "stage"),
+            ("client/admin", "cutover"),
+            ("client/viewer", "stage-denied"),
+            ("client/viewer", "cutover-denied"),
+            ("coordinator", "staged"),
+        ],
+    )?;
     drop(coordinator);
     Ok(())
 }
