@@ -719,20 +719,25 @@ async fn a_held_migration_stages_again_and_cuts_over_when_asked() -> anyhow::Res
     w.all_connected(&["a", "b"], Duration::from_secs(30))
         .await?;
     let held = |id: &'static str| migrate_args("start", "a", "b", &["--hold", "--id", id]);
-    let run = |who: &str, args: &[&str], want: i32| -> anyhow::Result<()> {
+    // Runs the CLI; its stdout when it exits with `want`.
+    let run = |who: &str, args: &[&str], want: i32| -> anyhow::Result<String> {
         let out = w.ferry(who, args)?;
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         anyhow::ensure!(
             ferry_code(&out) == want,
-            "{args:?} by {who}: exit {} (wanted {want})\nstdout: {}\nstderr: {}",
+            "{args:?} by {who}: exit {} (wanted {want})\nstdout: {stdout}\nstderr: {}",
             ferry_code(&out),
-            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        Ok(())
+        Ok(stdout)
     };
 
     // Held, then cancelled: the target is cleaned; the source never stopped.
-    run("admin", &held("m6"), 0)?;
+    let shown = run("admin", &held("m6"), 0)?;
+    assert!(
+        shown.contains("staged") && shown.contains("`ferry migrate cutover m6`"),
+        "{shown}"
+    );
     let m = w.ferry_json("admin", &["migrate", "get", "m6"])?;
     assert_eq!(m["state"], "staged", "{m:#}");
     assert_eq!(replicas(&store_a, REGISTRY).await?, replicas_a, "A serves");

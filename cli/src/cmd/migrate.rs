@@ -361,6 +361,13 @@ pub fn migration_table(m: &pb::Migration) -> String {
     if !m.error.is_empty() {
         out.push_str(&format!("\n\nerror: {}", m.error));
     }
+    if m.state == MS::Staged as i32 {
+        out.push_str(&format!(
+            "\n\nstaged: the source serves. Copy what changed since: `ferry migrate stage {id}`; \
+             go on: `ferry migrate cutover {id}`; give up: `ferry migrate cancel {id}`",
+            id = m.migration_id
+        ));
+    }
     out
 }
 

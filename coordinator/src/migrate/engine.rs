@@ -1203,7 +1203,10 @@ impl Inner {
         if messages.is_empty() {
             return;
         }
-        let mut text = format!("{step}: {} warnings from Velero: ", messages.len());
+        let mut text = match messages.len() {
+            1 => format!("{step}: "),
+            n => format!("{step}: {n} messages from Velero: "),
+        };
         text.push_str(
             &messages
                 .iter()
