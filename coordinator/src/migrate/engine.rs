@@ -270,11 +270,12 @@ impl Engine {
             "start",
             &id,
             format!(
-                "registry {} from {} to {} (stage: {}, allow warnings: {}); preflight passed",
+                "registry {} from {} to {} (stage: {}, hold: {}, allow warnings: {}); preflight passed",
                 request.registry,
                 request.source_cluster,
                 request.target_cluster,
-                request.stage,
+                request.stage || request.hold,
+                request.hold,
                 request.allow_warnings
             ),
         );
