@@ -305,9 +305,9 @@ async fn a_coordinator_killed_at_any_step_finishes_the_migration() -> anyhow::Re
             seen_done = done;
             coordinator.kill9()?;
             kills.push(why);
+            // Watched again as soon as it answers: no step can finish
+            // before it is up, so none finishes unseen while agents redial.
             coordinator = w.coordinator(&["admin=operator"], &[])?;
-            w.all_connected(&["a", "b"], Duration::from_secs(30))
-                .await?;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
