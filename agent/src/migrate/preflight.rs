@@ -2,9 +2,9 @@
 //! reason an operator can act on. The coordinator adds the checks that
 //! compare the two sides. Preflight only reads.
 
-use ferry_common::pb::{self, ClusterRole};
 use std::collections::BTreeMap;
 
+use ferry_common::pb::{self, ClusterRole};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::{CSIStorageCapacity, StorageClass};
 use kube::api::{Api, DynamicObject, ListParams};
@@ -340,8 +340,6 @@ async fn leftover_objects(
     Ok(())
 }
 
-/// Volume requests of the namespace plus the contents of its OBC buckets
-/// (those the agent has a store `obc-<claim>` for).
 /// The storage the registry's volume claims request, per storage class.
 async fn volume_bytes(step: &mut Step<'_>) -> Result<Vec<pb::ClassBytes>> {
     let (client, ns) = (&step.client, step.registry);
@@ -377,7 +375,8 @@ async fn volume_bytes(step: &mut Step<'_>) -> Result<Vec<pb::ClassBytes>> {
     Ok(per_class.into_values().collect())
 }
 
-/// The bytes in the registry's buckets (those this agent has stores for).
+/// The bytes in the registry's OBC buckets (those this agent has a store
+/// `obc-<claim>` for).
 async fn bucket_bytes(step: &mut Step<'_>) -> Result<u64> {
     let (client, ns) = (&step.client, step.registry);
     let obcs: Api<DynamicObject> =
