@@ -93,6 +93,18 @@ pub async fn cluster(w: &World, id: &str, site: Site<'_>) -> anyhow::Result<Sand
     Ok(c)
 }
 
+/// Starts the agents of clusters `a` and `b` and waits until both are connected.
+pub async fn both_agents(
+    w: &World,
+    a: &SandboxCluster,
+    b: &SandboxCluster,
+) -> anyhow::Result<(Proc, Proc)> {
+    let agents = (agent(w, "a", a)?, agent(w, "b", b)?);
+    w.all_connected(&["a", "b"], Duration::from_secs(30))
+        .await?;
+    Ok(agents)
+}
+
 /// Starts the agent of cluster `id` on `c`: probing through its Kubernetes
 /// API, with the stores a migration of `REGISTRY` uses, state on disk.
 pub fn agent(w: &World, id: &str, c: &SandboxCluster) -> anyhow::Result<Proc> {

@@ -9,8 +9,8 @@ use ferry_sandbox::fixture::{BSL_PREFIX, DEFAULT_STORAGE_CLASS, Sizes, StorageCl
 use ferry_sandbox::k8s::Gvr;
 use ferry_tests::World;
 use ferry_tests::migrate_world::{
-    REGISTRY, Site, agent, backup_keys, bucket_digests, cluster, ended, items, migrations,
-    namespace_text, quiesced, realm_users, replicas, request, velero_names, wait_until,
+    REGISTRY, Site, agent, backup_keys, both_agents, bucket_digests, cluster, ended, items,
+    migrations, namespace_text, quiesced, realm_users, replicas, request, velero_names, wait_until,
 };
 
 const MIGRATION_TIMEOUT: Duration = Duration::from_secs(180);
@@ -70,10 +70,7 @@ async fn a_registry_moves_verifies_and_rolls_back() -> anyhow::Result<()> {
     assert_eq!(before_users.len(), 4, "{before_users:?}");
 
     let _c = w.coordinator(&["admin=operator", "viewer=viewer"], &[])?;
-    let _agent_a = agent(&w, "a", &a)?;
-    let _agent_b = agent(&w, "b", &b)?;
-    w.all_connected(&["a", "b"], Duration::from_secs(30))
-        .await?;
+    let (_agent_a, _agent_b) = both_agents(&w, &a, &b).await?;
 
     // A viewer may plan but not start; the refusal is audited.
     let plan = w.ferry_json("viewer", &migrate_args("plan", "a", "b", &[]))?;
@@ -252,10 +249,7 @@ async fn a_coordinator_killed_at_any_step_finishes_the_migration() -> anyhow::Re
     let before_buckets = bucket_digests(&a).await?;
 
     let mut coordinator = w.coordinator(&["admin=operator"], &[])?;
-    let _agent_a = agent(&w, "a", &a)?;
-    let _agent_b = agent(&w, "b", &b)?;
-    w.all_connected(&["a", "b"], Duration::from_secs(30))
-        .await?;
+    let (_agent_a, _agent_b) = both_agents(&w, &a, &b).await?;
     migrations(&w, "admin")
         .await?
         .start_migration(request("m2", "a", "b"))
@@ -495,10 +489,7 @@ async fn a_cancel_mid_transfer_cleans_the_target_and_restores_the_source() -> an
     let b = cluster(&w, "b", Site::target("b.example.com")).await?;
     let replicas_a = replicas(&a.store(), REGISTRY).await?;
     let _c = w.coordinator(&["admin=operator"], &[])?;
-    let _agent_a = agent(&w, "a", &a)?;
-    let _agent_b = agent(&w, "b", &b)?;
-    w.all_connected(&["a", "b"], Duration::from_secs(30))
-        .await?;
+    let (_agent_a, _agent_b) = both_agents(&w, &a, &b).await?;
     migrations(&w, "admin")
         .await?
         .start_migration(request("m3", "a", "b"))
@@ -564,10 +555,7 @@ async fn a_staged_migration_moves_the_delta_and_survives_agent_kills() -> anyhow
     a.velero_faults().set_item_delay(Duration::from_millis(15));
     b.velero_faults().set_item_delay(Duration::from_millis(20));
     let _c = w.coordinator(&["admin=operator"], &[])?;
-    let mut agent_a = agent(&w, "a", &a)?;
-    let mut agent_b = agent(&w, "b", &b)?;
-    w.all_connected(&["a", "b"], Duration::from_secs(30))
-        .await?;
+    let (mut agent_a, mut agent_b) = both_agents(&w, &a, &b).await?;
     let mut staged = request("m4", "a", "b");
     staged.stage = true;
     migrations(&w, "admin")
@@ -638,10 +626,7 @@ async fn a_failed_backup_stops_the_migration_and_retry_finishes_it() -> anyhow::
     a.velero_faults()
         .fail_next_backup("node-agent lost the volume of pvc gerrit-data");
     let _c = w.coordinator(&["admin=operator"], &[])?;
-    let _agent_a = agent(&w, "a", &a)?;
-    let _agent_b = agent(&w, "b", &b)?;
-    w.all_connected(&["a", "b"], Duration::from_secs(30))
-        .await?;
+    let (_agent_a, _agent_b) = both_agents(&w, &a, &b).await?;
 
     let out = w.ferry("admin", &migrate_args("start", "a", "b", &["--id", "m5"]))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -714,10 +699,7 @@ async fn a_held_migration_stages_again_and_cuts_over_when_asked() -> anyhow::Res
     let items_a = items(&store_a, REGISTRY).await?;
     let roles = ["admin=operator", "viewer=viewer"];
     let mut coordinator = w.coordinator(&roles, &[])?;
-    let _agent_a = agent(&w, "a", &a)?;
-    let _agent_b = agent(&w, "b", &b)?;
-    w.all_connected(&["a", "b"], Duration::from_secs(30))
-        .await?;
+    let (_agent_a, _agent_b) = both_agents(&w, &a, &b).await?;
     let held = |id: &'static str| migrate_args("start", "a", "b", &["--hold", "--id", id]);
     // Runs the CLI; its stdout when it exits with `want`.
     let run = |who: &str, args: &[&str], want: i32| -> anyhow::Result<String> {
