@@ -144,6 +144,7 @@ impl Fleet {
             }
         }
         tracing::info!(%cluster, %session_id, %peer, "agent registered");
+        crate::metrics::get().session_opened(&cluster);
         Ok(OpenedSession {
             session_id,
             tx,
@@ -173,6 +174,11 @@ impl Fleet {
             }
             tracing::info!(%cluster, %session_id, "agent session closed");
         }
+    }
+
+    /// Agents with an open session now.
+    pub fn session_count(&self) -> usize {
+        self.sessions().len()
     }
 
     pub fn touch(&self, cluster: &str, session_id: &str) {

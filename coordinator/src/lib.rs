@@ -9,6 +9,7 @@ pub mod error;
 pub mod fleet;
 pub mod link;
 pub mod load;
+pub mod metrics;
 pub mod migrate;
 pub mod relay;
 pub mod server;

@@ -62,6 +62,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
         config.lost_after,
         shutdown.child_token(),
     ));
+    crate::metrics::observe_sessions(Arc::downgrade(&fleet));
     let auth = Arc::new(Authorizer::new(&config.roles));
     let transfers = TransfersApi::new(fleet.clone(), relay.clone(), store.clone(), auth.clone())?;
     let load_hub = Arc::new(LoadHub::default());

@@ -74,6 +74,17 @@ impl Proc {
         args: &[String],
         log: PathBuf,
     ) -> anyhow::Result<Self> {
+        Self::spawn_with_env(name, program, args, log, &[])
+    }
+
+    /// Like `spawn`, with more environment variables for the child.
+    pub fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        log: PathBuf,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -82,6 +93,7 @@ impl Proc {
         let child = Command::new(program)
             .args(args)
             .env("RUST_LOG", "info,ferry=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
@@ -183,6 +195,16 @@ impl World {
 
     /// Starts the coordinator; `roles` like `["admin=admin", "viewer=viewer"]`.
     pub fn coordinator(&self, roles: &[&str], extra: &[&str]) -> anyhow::Result<Proc> {
+        self.coordinator_with_env(roles, extra, &[])
+    }
+
+    /// Starts the coordinator with more environment variables.
+    pub fn coordinator_with_env(
+        &self,
+        roles: &[&str],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Proc> {
         let mut args: Vec<String> = vec![
             "--listen".into(),
             format!("127.0.0.1:{}", self.port),
@@ -202,11 +224,12 @@ impl World {
             args.push(r.to_string());
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        Proc::spawn(
+        Proc::spawn_with_env(
             "coordinator",
             &bin("ferry-coordinator")?,
             &args,
             self.path("coordinator.log"),
+            env,
         )
     }
 

@@ -18,11 +18,13 @@ use ferry_common::pb::{
 use ferry_common::time::unix_ms;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::plan::{self, Side};
 use super::preflight;
 use super::verify;
 use crate::fleet::Fleet;
+use crate::metrics;
 use crate::relay::TransfersApi;
 use crate::store::{Store, is_finished};
 use crate::{Error, Result};
@@ -677,6 +679,7 @@ impl Inner {
                     tracing::error!(migration = %id, error = %e, "cannot record the end of a migration");
                 } else {
                     self.audit("coordinator", "finished", &id, message.to_string());
+                    metrics::get().migration_ended(&state_name(end as i32));
                 }
                 continue;
             }
@@ -775,7 +778,15 @@ impl Inner {
                 step.name, step.attempt, step.cluster_id
             ),
         );
-        let work = self.execute(&m, at, &step);
+        let span = tracing::info_span!(
+            "migration.step",
+            migration = %id,
+            step = %step.name,
+            attempt = step.attempt,
+            cluster = %step.cluster_id,
+        );
+        let began = std::time::Instant::now();
+        let work = self.execute(&m, at, &step).instrument(span);
         let outcome = if at.rollback {
             tokio::select! {
                 r = work => r,
@@ -818,6 +829,7 @@ impl Inner {
                     return;
                 }
                 tracing::info!(migration = %id, step = %step.name, "step finished: {detail}");
+                metrics::get().step_ended(&step.name, "succeeded", began.elapsed().as_secs_f64());
                 self.audit(
                     &actor,
                     "step-finished",
@@ -839,6 +851,7 @@ impl Inner {
                     )))
                 });
                 self.audit("coordinator", "step-cancelled", id, step.name.clone());
+                metrics::get().step_ended(&step.name, "cancelled", began.elapsed().as_secs_f64());
             }
             Err(StepError::Failed(message)) => {
                 let r = self.update(id, |m| {
@@ -862,6 +875,7 @@ impl Inner {
                 if let Ok(m) = r
                     && m.state == MS::Failed as i32
                 {
+                    metrics::get().migration_ended("failed");
                     let _ = self.update(id, |_| {
                         Ok(Some(event(
                             pb::EventKind::Finished,
@@ -874,6 +888,7 @@ impl Inner {
                     });
                 }
                 tracing::warn!(migration = %id, step = %step.name, "step failed: {message}");
+                metrics::get().step_ended(&step.name, "failed", began.elapsed().as_secs_f64());
                 self.audit(
                     &actor,
                     "step-failed",

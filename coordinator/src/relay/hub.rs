@@ -400,6 +400,7 @@ impl RelayHub {
         p.relayed_since_need += n;
         p.first_chunk.get_or_insert_with(Instant::now);
         drop(p);
+        crate::metrics::get().relayed(n);
         if !c.data.is_empty()
             && !c.more
             && self
