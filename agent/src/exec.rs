@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use ferry_common::pb::{self, command_output::Kind as Out, command_spec::Kind};
+use tracing::Instrument;
 
 use crate::AgentConfig;
 use crate::facts::{CAPABILITIES, current};
@@ -11,7 +12,35 @@ use crate::relay::{RelayContext, run_sink, run_source};
 /// The longest a `ping` may ask the agent to wait.
 const MAX_PING_DELAY: Duration = Duration::from_secs(600);
 
+/// Runs the command in a span `agent.command` that continues the trace the
+/// coordinator sent with it.
 pub async fn execute(ctx: &RelayContext, command: pb::Command) -> pb::CommandResult {
+    let span = tracing::info_span!(
+        "agent.command",
+        command = %command.id,
+        kind = kind_name(command.spec.as_ref()),
+        cluster = %ctx.config.cluster_id,
+    );
+    if let Some(spec) = &command.spec {
+        ferry_common::telemetry::continue_trace(&span, &spec.trace_context);
+    }
+    run(ctx, command).instrument(span).await
+}
+
+/// What a command does, for its span: the step's name for a migration step.
+fn kind_name(spec: Option<&pb::CommandSpec>) -> &'static str {
+    match spec.and_then(|s| s.kind.as_ref()) {
+        Some(Kind::Describe(_)) => "describe",
+        Some(Kind::Ping(_)) => "ping",
+        Some(Kind::RelaySource(_)) => "relay source",
+        Some(Kind::RelaySink(_)) => "relay sink",
+        Some(Kind::Load(_)) => "load",
+        Some(Kind::Step(s)) => s.kind.as_ref().map_or("step", crate::migrate::step_name),
+        None => "unknown",
+    }
+}
+
+async fn run(ctx: &RelayContext, command: pb::Command) -> pb::CommandResult {
     let config = &ctx.config;
     let outcome = match command.spec.and_then(|s| s.kind) {
         Some(Kind::Describe(_)) => Ok(Out::Describe(describe(config).await)),

@@ -121,6 +121,7 @@ async fn step(side: &Side, kind: Kind) -> Result<Out> {
                 registry: REG.into(),
                 kind: Some(kind),
             })),
+            ..Default::default()
         }),
     };
     match exec::execute(&side.ctx, command).await.outcome {

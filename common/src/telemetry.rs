@@ -1,11 +1,15 @@
 //! One `init` for every Ferry binary: an env filter (`RUST_LOG`, default
 //! `info`), human or JSON logs on stderr, and OpenTelemetry export over OTLP
 //! (traces and metrics) when an endpoint is configured.
-use opentelemetry::trace::TracerProvider as _;
+use std::collections::HashMap;
+
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -116,6 +120,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard> {
             Some(layer)
         }
     };
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
@@ -123,4 +128,40 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard> {
         .try_init()
         .map_err(|e| Error::Telemetry(format!("a subscriber is already set: {e}")))?;
     Ok(guard)
+}
+
+/// W3C trace context (`traceparent`, `tracestate`) as carried between
+/// processes: in gRPC metadata from a client, in a command to an agent.
+pub type TraceContext = HashMap<String, String>;
+
+/// The trace context of the current span, to hand to another process.
+pub fn current_trace_context() -> TraceContext {
+    let mut carrier = TraceContext::new();
+    let cx = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut carrier));
+    carrier
+}
+
+/// Makes `span` continue the trace `carrier` names; nothing when it names none.
+pub fn continue_trace(span: &tracing::Span, carrier: &TraceContext) {
+    if carrier.is_empty() {
+        return;
+    }
+    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(carrier));
+    if cx.span().span_context().is_valid() {
+        // Fails only when the span is disabled; then there is nothing to continue.
+        let _ = span.set_parent(cx);
+    }
+}
+
+/// The trace context a client sent in its call's metadata (`traceparent`,
+/// `tracestate`), if any.
+pub fn trace_context_of(metadata: &tonic::metadata::MetadataMap) -> TraceContext {
+    ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|key| {
+            let value = metadata.get(key)?.to_str().ok()?;
+            Some((key.to_string(), value.to_string()))
+        })
+        .collect()
 }

@@ -235,6 +235,16 @@ impl World {
 
     /// Starts the agent of `cluster`, reporting Platform `1.9.9`.
     pub fn agent(&self, cluster: &str, extra: &[&str]) -> anyhow::Result<Proc> {
+        self.agent_with_env(cluster, extra, &[])
+    }
+
+    /// Starts the agent of `cluster` with more environment variables.
+    pub fn agent_with_env(
+        &self,
+        cluster: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Proc> {
         let mut args: Vec<String> = vec![
             "--cluster-id".into(),
             cluster.into(),
@@ -252,11 +262,12 @@ impl World {
             "json".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        Proc::spawn(
+        Proc::spawn_with_env(
             &format!("agent-{cluster}"),
             &bin("ferry-agent")?,
             &args,
             self.path(&format!("agent-{cluster}.log")),
+            env,
         )
     }
 

@@ -108,6 +108,17 @@ pub async fn both_agents(
 /// Starts the agent of cluster `id` on `c`: probing through its Kubernetes
 /// API, with the stores a migration of `REGISTRY` uses, state on disk.
 pub fn agent(w: &World, id: &str, c: &SandboxCluster) -> anyhow::Result<Proc> {
+    agent_with(w, id, c, &[], &[])
+}
+
+/// `agent`, with more arguments and environment variables.
+pub fn agent_with(
+    w: &World,
+    id: &str,
+    c: &SandboxCluster,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<Proc> {
     let stores = w.path(&format!("stores-{id}.json"));
     std::fs::write(
         &stores,
@@ -116,17 +127,16 @@ pub fn agent(w: &World, id: &str, c: &SandboxCluster) -> anyhow::Result<Proc> {
     let kube = c.kubeconfig().display().to_string();
     let stores = stores.display().to_string();
     let state = w.path(&format!("agent-{id}-state")).display().to_string();
-    w.agent(
-        id,
-        &[
-            "--kubeconfig",
-            &kube,
-            "--stores",
-            &stores,
-            "--state-dir",
-            &state,
-        ],
-    )
+    let mut args = vec![
+        "--kubeconfig",
+        kube.as_str(),
+        "--stores",
+        stores.as_str(),
+        "--state-dir",
+        state.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    w.agent_with_env(id, &args, env)
 }
 
 pub async fn migrations(w: &World, client: &str) -> anyhow::Result<MigrationsClient<Channel>> {

@@ -1,8 +1,9 @@
-//! Telemetry: the coordinator, pointed at an OTLP collector, exports the
-//! metrics DESIGN §8 names (agent sessions, migration steps and outcomes,
-//! relayed bytes) and a span per migration step. The collector here is the
-//! OTLP/gRPC collector service, served by the test; what it receives is
-//! what any collector would.
+//! Telemetry: the coordinator and agents, pointed at an OTLP collector,
+//! export the metrics DESIGN §8 names (agent sessions, migration steps and
+//! outcomes, relayed bytes) and spans: one per migration step, one per
+//! command an agent runs, all in the trace of the client's call that started
+//! the migration. The collector here is the OTLP/gRPC collector service,
+//! served by the test; what it receives is what any collector would.
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use anyhow::Context;
 use ferry_common::pb;
 use ferry_tests::World;
 use ferry_tests::migrate_world::{
-    Site, both_agents, cluster, ended, migrations, request, wait_until,
+    Site, agent_with, cluster, ended, migrations, request, wait_until,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
@@ -28,6 +29,17 @@ use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{Metric, metric::Data, number_data_point};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use tonic::{Request, Response, Status};
+
+/// The trace an automation client started, and its span (W3C hex).
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CLIENT_SPAN: &str = "00f067aa0ba902b7";
+
+fn hex(s: &str) -> anyhow::Result<Vec<u8>> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).context("hex"))
+        .collect()
+}
 
 /// What the collector received.
 #[derive(Default, Clone)]
@@ -95,12 +107,22 @@ impl Collector {
             .collect()
     }
 
-    fn spans(&self) -> Vec<Span> {
+    /// Every span received so far, with the `service.name` that sent it.
+    fn spans(&self) -> Vec<(String, Span)> {
         snapshot(&self.traces)
             .into_iter()
             .flat_map(|r| r.resource_spans)
-            .flat_map(|r| r.scope_spans)
-            .flat_map(|s| s.spans)
+            .flat_map(|r| {
+                let service = r
+                    .resource
+                    .as_ref()
+                    .and_then(|res| attr(&res.attributes, "service.name"))
+                    .unwrap_or_default();
+                r.scope_spans
+                    .into_iter()
+                    .flat_map(|s| s.spans)
+                    .map(move |span| (service.clone(), span))
+            })
             .collect()
     }
 }
@@ -167,18 +189,25 @@ async fn the_coordinator_exports_step_session_and_relay_telemetry() -> anyhow::R
     let w = World::new(&["a", "b"], &["admin"])?;
     let a = cluster(&w, "a", Site::source("a.example.com")).await?;
     let b = cluster(&w, "b", Site::target("b.example.com")).await?;
-    let _c = w.coordinator_with_env(
-        &["admin=operator"],
-        &["--otlp-endpoint", &endpoint],
-        &[
-            ("OTEL_METRIC_EXPORT_INTERVAL", "300"),
-            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
-        ],
-    )?;
-    let (_agent_a, _agent_b) = both_agents(&w, &a, &b).await?;
+    let export = ["--otlp-endpoint", endpoint.as_str()];
+    let often = [
+        ("OTEL_METRIC_EXPORT_INTERVAL", "300"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+    ];
+    let _c = w.coordinator_with_env(&["admin=operator"], &export, &often)?;
+    let _agent_a = agent_with(&w, "a", &a, &export, &often)?;
+    let _agent_b = agent_with(&w, "b", &b, &export, &often)?;
+    w.all_connected(&["a", "b"], Duration::from_secs(30))
+        .await?;
+    // An automation client that traces its own call passes its context on.
+    let mut start = Request::new(request("m8", "a", "b"));
+    start.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{CLIENT_SPAN}-01").parse()?,
+    );
     migrations(&w, "admin")
         .await?
-        .start_migration(request("m8", "a", "b"))
+        .start_migration(start)
         .await?;
     let m = wait_until(&w, "m8", Duration::from_secs(120), "the end", ended).await?;
     anyhow::ensure!(
@@ -201,15 +230,24 @@ async fn the_coordinator_exports_step_session_and_relay_telemetry() -> anyhow::R
             "ferry.migrations.finished",
             &[("state", "succeeded")],
         );
-        let traced = collector.spans().iter().any(|s| {
+        let spans = collector.spans();
+        let traced = spans.iter().any(|(_, s)| {
             s.name == "migration.step" && attr(&s.attributes, "step").as_deref() == Some("verify")
         });
-        if finished == Some(1.0) && traced {
+        // The agent's inventory for verify is the last command of the migration.
+        let inventories = spans
+            .iter()
+            .filter(|(_, s)| {
+                s.name == "agent.command"
+                    && attr(&s.attributes, "kind").as_deref() == Some("inventory")
+            })
+            .count();
+        if finished == Some(1.0) && traced && inventories >= 2 {
             break;
         }
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,
-            "no export saw the migration end (finished: {finished:?}, verify span: {traced}); metrics: {:?}",
+            "no export saw the migration end (finished: {finished:?}, verify span: {traced}, inventory spans: {inventories}); metrics: {:?}",
             metrics.iter().map(|m| &m.name).collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -267,14 +305,64 @@ async fn the_coordinator_exports_step_session_and_relay_telemetry() -> anyhow::R
         );
     }
 
-    // One span per step, named for it and its migration.
+    // One span per step, named for it and its migration, in the client's
+    // trace; each agent's work on a step is a child of the step's span.
     let spans = collector.spans();
+    let trace = hex(TRACE_ID)?;
     for step in &steps {
+        let (service, span) = spans
+            .iter()
+            .find(|(_, s)| {
+                s.name == "migration.step"
+                    && attr(&s.attributes, "step").as_deref() == Some(step.as_str())
+                    && attr(&s.attributes, "migration").as_deref() == Some("m8")
+            })
+            .with_context(|| format!("no span for {step}"))?;
+        assert_eq!(service, "ferry-coordinator");
+        assert_eq!(span.trace_id, trace, "{step} is in the client's trace");
+    }
+    // The preflight the start ran on both agents is in the client's trace too.
+    for cluster in ["a", "b"] {
         assert!(
-            spans.iter().any(|s| s.name == "migration.step"
-                && attr(&s.attributes, "step").as_deref() == Some(step.as_str())
-                && attr(&s.attributes, "migration").as_deref() == Some("m8")),
-            "no span for {step}"
+            spans.iter().any(|(_, s)| s.name == "agent.command"
+                && attr(&s.attributes, "kind").as_deref() == Some("preflight")
+                && attr(&s.attributes, "cluster").as_deref() == Some(cluster)
+                && s.trace_id == trace),
+            "the preflight on {cluster} is not in the client's trace"
+        );
+    }
+    assert!(
+        spans.iter().any(|(_, s)| s.name == "migration.start"
+            && s.trace_id == trace
+            && s.parent_span_id == hex(CLIENT_SPAN).unwrap_or_default()),
+        "no migration.start span under the client's"
+    );
+    let step_span = |name: &str| {
+        spans.iter().find(|(_, s)| {
+            s.name == "migration.step" && attr(&s.attributes, "step").as_deref() == Some(name)
+        })
+    };
+    for (step, kind, cluster) in [
+        ("backup", "backup", "a"),
+        ("restore-init", "restore", "b"),
+        ("reconfigure", "reconfigure", "b"),
+    ] {
+        let (_, parent) = step_span(step).with_context(|| format!("no span for {step}"))?;
+        let (service, child) = spans
+            .iter()
+            .find(|(_, s)| s.name == "agent.command" && s.parent_span_id == parent.span_id)
+            .with_context(|| format!("no agent span under {step}"))?;
+        assert_eq!(service, "ferry-agent", "{step}");
+        assert_eq!(child.trace_id, trace, "{step}");
+        assert_eq!(
+            attr(&child.attributes, "kind").as_deref(),
+            Some(kind),
+            "{step}"
+        );
+        assert_eq!(
+            attr(&child.attributes, "cluster").as_deref(),
+            Some(cluster),
+            "{step}"
         );
     }
     Ok(())

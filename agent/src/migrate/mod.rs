@@ -98,7 +98,7 @@ async fn run(
     })
 }
 
-fn step_name(kind: &Kind) -> &'static str {
+pub(crate) fn step_name(kind: &Kind) -> &'static str {
     match kind {
         Kind::Preflight(_) => "preflight",
         Kind::Quiesce(c) if c.undo => "un-quiesce",

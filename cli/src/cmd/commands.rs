@@ -56,7 +56,10 @@ async fn submit(
     let status = fleet
         .submit_command(pb::SubmitCommandRequest {
             cluster_id: cluster.to_string(),
-            spec: Some(pb::CommandSpec { kind: Some(kind) }),
+            spec: Some(pb::CommandSpec {
+                kind: Some(kind),
+                trace_context: Default::default(),
+            }),
             request_id: request_id.to_string(),
         })
         .await

@@ -100,6 +100,7 @@ impl Inner {
                             spec: Some(spec.clone()),
                             attempt,
                         })),
+                        trace_context: ferry_common::telemetry::current_trace_context(),
                     },
                     &format!("load-{id}-{attempt}"),
                     SUBMITTER,

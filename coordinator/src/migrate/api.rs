@@ -3,11 +3,12 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use ferry_common::Identity;
 use ferry_common::pb::{self, migrations_server::Migrations};
+use ferry_common::{Identity, telemetry};
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use super::engine::{Engine, is_resting};
 use crate::auth::{Authorizer, Role, peer};
@@ -53,6 +54,21 @@ impl MigrationsApi {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::MigrationEvent, Status>> + Send>>;
 
+/// The span of a call, in the trace the caller sent (if any): the preflight
+/// commands it sends to agents continue it.
+fn call_span(name: &'static str, req: &Request<pb::MigrationRequest>) -> tracing::Span {
+    let r = req.get_ref();
+    let span = tracing::info_span!(
+        "call",
+        otel.name = name,
+        registry = %r.registry,
+        from = %r.source_cluster,
+        to = %r.target_cluster,
+    );
+    telemetry::continue_trace(&span, &telemetry::trace_context_of(req.metadata()));
+    span
+}
+
 /// A watch ends with the migration's end, or when it holds after a stage copy.
 fn ends_watch(e: &pb::MigrationEvent) -> bool {
     e.kind == pb::EventKind::Finished as i32
@@ -66,8 +82,9 @@ impl Migrations for MigrationsApi {
         req: Request<pb::MigrationRequest>,
     ) -> Result<Response<pb::MigrationPlan>, Status> {
         let who = self.allow(&req, Role::Viewer, "plan", &req.get_ref().migration_id)?;
+        let span = call_span("migration.plan", &req);
         let r = req.into_inner();
-        let plan = self.engine.plan(&r).await?;
+        let plan = self.engine.plan(&r).instrument(span).await?;
         self.engine.audit(
             &who,
             "plan",
@@ -88,8 +105,13 @@ impl Migrations for MigrationsApi {
         req: Request<pb::MigrationRequest>,
     ) -> Result<Response<pb::Migration>, Status> {
         let who = self.allow(&req, Role::Operator, "start", &req.get_ref().migration_id)?;
+        let trace = telemetry::trace_context_of(req.metadata());
+        let span = call_span("migration.start", &req);
         Ok(Response::new(
-            self.engine.start(req.into_inner(), &who).await?,
+            self.engine
+                .start(req.into_inner(), &who, trace)
+                .instrument(span)
+                .await?,
         ))
     }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use ferry_common::pb::{
     self, MigrationState as MS, StepState as SS, step_command::Kind as StepKind,
 };
+use ferry_common::telemetry;
 use ferry_common::time::unix_ms;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -193,10 +194,12 @@ impl Engine {
 
     /// Runs the preflight and, if every check passes, records the migration
     /// and starts it. The same id returns the migration already recorded.
+    /// `trace`: the caller's trace context, which every step's span continues.
     pub async fn start(
         &self,
         mut request: pb::MigrationRequest,
         by: &str,
+        trace: ferry_common::telemetry::TraceContext,
     ) -> Result<pb::Migration> {
         check_request(&request)?;
         if request.migration_id.is_empty() {
@@ -246,6 +249,7 @@ impl Engine {
             source_apps_domain: verdict.source_apps_domain.clone(),
             target_apps_domain: verdict.target_apps_domain.clone(),
             request: Some(request.clone()),
+            trace_context: trace,
             ..Default::default()
         };
         {
@@ -785,6 +789,7 @@ impl Inner {
             attempt = step.attempt,
             cluster = %step.cluster_id,
         );
+        telemetry::continue_trace(&span, &m.trace_context);
         let began = std::time::Instant::now();
         let work = self.execute(&m, at, &step).instrument(span);
         let outcome = if at.rollback {
@@ -1270,6 +1275,8 @@ impl Inner {
                 registry: req.registry.clone(),
                 kind: Some(kind),
             })),
+            // The step's span: the agent's work on it is its child.
+            trace_context: telemetry::current_trace_context(),
         };
         let status = self
             .fleet

@@ -75,6 +75,7 @@ async fn ask(
                 backup_location: plan::backup_location(request),
             })),
         })),
+        trace_context: ferry_common::telemetry::current_trace_context(),
     };
     let submitted = fleet
         .submit(cluster, spec, &format!("preflight-{}", new_id()), SUBMITTER)
