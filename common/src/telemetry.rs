@@ -154,6 +154,11 @@ pub fn continue_trace(span: &tracing::Span, carrier: &TraceContext) {
     }
 }
 
+/// Makes `span` continue the trace a client's call carries in its metadata.
+pub fn continue_call(span: &tracing::Span, metadata: &tonic::metadata::MetadataMap) {
+    continue_trace(span, &trace_context_of(metadata));
+}
+
 /// The trace context a client sent in its call's metadata (`traceparent`,
 /// `tracestate`), if any.
 pub fn trace_context_of(metadata: &tonic::metadata::MetadataMap) -> TraceContext {

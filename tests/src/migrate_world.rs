@@ -139,15 +139,19 @@ pub fn agent_with(
     w.agent_with_env(id, &args, env)
 }
 
-pub async fn migrations(w: &World, client: &str) -> anyhow::Result<MigrationsClient<Channel>> {
-    let channel = ferry_common::tls::connect(
+/// A connection to the world's coordinator as client `client`.
+pub async fn channel(w: &World, client: &str) -> anyhow::Result<Channel> {
+    Ok(ferry_common::tls::connect(
         &w.url(),
         &TlsPaths::in_dir(&w.pki, &format!("client-{client}")),
         None,
         Duration::from_secs(5),
     )
-    .await?;
-    Ok(MigrationsClient::new(channel))
+    .await?)
+}
+
+pub async fn migrations(w: &World, client: &str) -> anyhow::Result<MigrationsClient<Channel>> {
+    Ok(MigrationsClient::new(channel(w, client).await?))
 }
 
 pub fn request(id: &str, from: &str, to: &str) -> pb::MigrationRequest {

@@ -9,8 +9,9 @@ use ferry_sandbox::fixture::{BSL_PREFIX, DEFAULT_STORAGE_CLASS, Sizes, StorageCl
 use ferry_sandbox::k8s::Gvr;
 use ferry_tests::World;
 use ferry_tests::migrate_world::{
-    REGISTRY, Site, agent, backup_keys, both_agents, bucket_digests, cluster, ended, items,
-    migrations, namespace_text, quiesced, realm_users, replicas, request, velero_names, wait_until,
+    REGISTRY, Site, agent, backup_keys, both_agents, bucket_digests, channel, cluster, ended,
+    items, migrations, namespace_text, quiesced, realm_users, replicas, request, velero_names,
+    wait_until,
 };
 
 const MIGRATION_TIMEOUT: Duration = Duration::from_secs(180);
@@ -666,14 +667,7 @@ async fn a_failed_backup_stops_the_migration_and_retry_finishes_it() -> anyhow::
 
 /// Counts of one relay transfer the coordinator ran, by its id.
 async fn transfer_counts(w: &World, id: &str) -> anyhow::Result<pb::TransferCounts> {
-    let channel = ferry_common::tls::connect(
-        &w.url(),
-        &ferry_common::tls::TlsPaths::in_dir(&w.pki, "client-admin"),
-        None,
-        Duration::from_secs(5),
-    )
-    .await?;
-    let t = pb::transfers_client::TransfersClient::new(channel)
+    let t = pb::transfers_client::TransfersClient::new(channel(w, "admin").await?)
         .get_transfer(pb::GetTransferRequest {
             transfer_id: id.to_string(),
         })

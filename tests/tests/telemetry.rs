@@ -11,7 +11,7 @@ use anyhow::Context;
 use ferry_common::pb;
 use ferry_tests::World;
 use ferry_tests::migrate_world::{
-    Site, agent_with, cluster, ended, migrations, request, wait_until,
+    Site, agent_with, channel, cluster, ended, migrations, request, wait_until,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
@@ -33,6 +33,8 @@ use tonic::{Request, Response, Status};
 /// The trace an automation client started, and its span (W3C hex).
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
+/// Another client's trace, of a transfer it starts.
+const TRANSFER_TRACE_ID: &str = "5ce0e9a56015fec5aadfa328ae398115";
 
 fn hex(s: &str) -> anyhow::Result<Vec<u8>> {
     (0..s.len())
@@ -344,13 +346,19 @@ async fn the_coordinator_exports_step_session_and_relay_telemetry() -> anyhow::R
     };
     for (step, kind, cluster) in [
         ("backup", "backup", "a"),
+        ("transfer", "relay source", "a"),
+        ("transfer", "relay sink", "b"),
         ("restore-init", "restore", "b"),
         ("reconfigure", "reconfigure", "b"),
     ] {
         let (_, parent) = step_span(step).with_context(|| format!("no span for {step}"))?;
         let (service, child) = spans
             .iter()
-            .find(|(_, s)| s.name == "agent.command" && s.parent_span_id == parent.span_id)
+            .find(|(_, s)| {
+                s.name == "agent.command"
+                    && s.parent_span_id == parent.span_id
+                    && attr(&s.attributes, "kind").as_deref() == Some(kind)
+            })
             .with_context(|| format!("no agent span under {step}"))?;
         assert_eq!(service, "ferry-agent", "{step}");
         assert_eq!(child.trace_id, trace, "{step}");
@@ -364,6 +372,48 @@ async fn the_coordinator_exports_step_session_and_relay_telemetry() -> anyhow::R
             Some(cluster),
             "{step}"
         );
+    }
+
+    // A transfer started by a client with its own trace: both agents' work
+    // on it is in that trace.
+    let mut transfers = pb::transfers_client::TransfersClient::new(channel(&w, "admin").await?);
+    let set = |cluster: &str| pb::ObjectSet {
+        cluster_id: cluster.to_string(),
+        store: "obc-user-import".to_string(),
+        prefix: String::new(),
+    };
+    let mut start = Request::new(pb::StartTransferRequest {
+        transfer_id: "t1".into(),
+        source: Some(set("a")),
+        target: Some(set("b")),
+        ..Default::default()
+    });
+    start.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRANSFER_TRACE_ID}-{CLIENT_SPAN}-01").parse()?,
+    );
+    transfers.start_transfer(start).await?;
+    let transfer_trace = hex(TRANSFER_TRACE_ID)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let spans = collector.spans();
+        let traced = |kind: &str| {
+            spans.iter().any(|(_, s)| {
+                s.name == "agent.command"
+                    && s.trace_id == transfer_trace
+                    && attr(&s.attributes, "kind").as_deref() == Some(kind)
+            })
+        };
+        if traced("relay source") && traced("relay sink") {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the transfer's agent work is not in the client's trace (source: {}, sink: {})",
+            traced("relay source"),
+            traced("relay sink")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
 }

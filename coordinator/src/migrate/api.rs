@@ -65,7 +65,7 @@ fn call_span(name: &'static str, req: &Request<pb::MigrationRequest>) -> tracing
         from = %r.source_cluster,
         to = %r.target_cluster,
     );
-    telemetry::continue_trace(&span, &telemetry::trace_context_of(req.metadata()));
+    telemetry::continue_call(&span, req.metadata());
     span
 }
 

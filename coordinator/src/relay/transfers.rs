@@ -10,6 +10,7 @@ use ferry_common::pb::{self, command_spec::Kind, transfers_server::Transfers};
 use ferry_common::time::unix_ms;
 use futures::Stream;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use super::RelayHub;
 use crate::auth::{Authorizer, Role};
@@ -332,7 +333,16 @@ impl Transfers for TransfersApi {
         req: Request<pb::StartTransferRequest>,
     ) -> Result<Response<pb::TransferStatus>, Status> {
         self.inner.auth.require(&req, Role::Operator)?;
-        Ok(Response::new(self.begin(req.into_inner()).await?))
+        // The agents' source and sink commands continue the caller's trace.
+        let span = tracing::info_span!(
+            "call",
+            otel.name = "transfer.start",
+            transfer = %req.get_ref().transfer_id,
+        );
+        ferry_common::telemetry::continue_call(&span, req.metadata());
+        Ok(Response::new(
+            self.begin(req.into_inner()).instrument(span).await?,
+        ))
     }
 
     async fn get_transfer(
