@@ -311,18 +311,19 @@ async fn the_coordinator_exports_step_session_and_relay_telemetry() -> anyhow::R
     // trace; each agent's work on a step is a child of the step's span.
     let spans = collector.spans();
     let trace = hex(TRACE_ID)?;
+    let step_span = |name: &str| {
+        spans.iter().find(|(_, s)| {
+            s.name == "migration.step"
+                && attr(&s.attributes, "step").as_deref() == Some(name)
+                && attr(&s.attributes, "migration").as_deref() == Some("m8")
+        })
+    };
     for step in &steps {
-        let (service, span) = spans
-            .iter()
-            .find(|(_, s)| {
-                s.name == "migration.step"
-                    && attr(&s.attributes, "step").as_deref() == Some(step.as_str())
-                    && attr(&s.attributes, "migration").as_deref() == Some("m8")
-            })
-            .with_context(|| format!("no span for {step}"))?;
+        let (service, span) = step_span(step).with_context(|| format!("no span for {step}"))?;
         assert_eq!(service, "ferry-coordinator");
         assert_eq!(span.trace_id, trace, "{step} is in the client's trace");
     }
+    let client_span = hex(CLIENT_SPAN)?;
     // The preflight the start ran on both agents is in the client's trace too.
     for cluster in ["a", "b"] {
         assert!(
@@ -336,14 +337,9 @@ async fn the_coordinator_exports_step_session_and_relay_telemetry() -> anyhow::R
     assert!(
         spans.iter().any(|(_, s)| s.name == "migration.start"
             && s.trace_id == trace
-            && s.parent_span_id == hex(CLIENT_SPAN).unwrap_or_default()),
+            && s.parent_span_id == client_span),
         "no migration.start span under the client's"
     );
-    let step_span = |name: &str| {
-        spans.iter().find(|(_, s)| {
-            s.name == "migration.step" && attr(&s.attributes, "step").as_deref() == Some(name)
-        })
-    };
     for (step, kind, cluster) in [
         ("backup", "backup", "a"),
         ("transfer", "relay source", "a"),
