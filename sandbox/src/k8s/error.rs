@@ -49,6 +49,9 @@ pub enum K8sError {
     MethodNotAllowed(String),
     #[error("the body of the request was in an unknown format - accepted media types include: {0}")]
     UnsupportedMediaType(String),
+    /// A protobuf request body that could not be read.
+    #[error("{0}")]
+    Protobuf(#[from] super::protobuf::ProtobufError),
     #[error("too old resource version: {requested} ({oldest})")]
     Gone { requested: u64, oldest: u64 },
     /// A failure injected by a test through the store's fault hook.
@@ -82,6 +85,7 @@ impl K8sError {
             K8sError::BadRequest(_) => 400,
             K8sError::MethodNotAllowed(_) => 405,
             K8sError::UnsupportedMediaType(_) => 415,
+            K8sError::Protobuf(e) => e.code(),
             K8sError::Gone { .. } => 410,
             K8sError::Injected { code, .. } => *code,
             K8sError::Crd { .. } | K8sError::Bind { .. } | K8sError::Kubeconfig { .. } => 500,
@@ -98,6 +102,8 @@ impl K8sError {
             K8sError::BadRequest(_) => "BadRequest",
             K8sError::MethodNotAllowed(_) => "MethodNotAllowed",
             K8sError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            K8sError::Protobuf(e) if e.code() == 415 => "UnsupportedMediaType",
+            K8sError::Protobuf(_) => "BadRequest",
             K8sError::Gone { .. } => "Expired",
             K8sError::Injected { reason, .. } => reason,
             K8sError::Crd { .. } | K8sError::Bind { .. } | K8sError::Kubeconfig { .. } => {

@@ -18,6 +18,7 @@ use super::error::{K8sError, Result};
 use super::list::ListParams;
 use super::openapi;
 use super::patch::PatchKind;
+use super::protobuf;
 use super::route::{self, Route, Target};
 use super::scale;
 use super::store::{Part, Store};
@@ -168,19 +169,49 @@ async fn read_body(req: Request<Incoming>) -> Result<(String, Bytes)> {
     Ok((content_type, body))
 }
 
-/// Decodes a create/update body: JSON, or YAML when the client says so.
+/// Decodes a create/update body: JSON, YAML when the client says so, or
+/// Kubernetes protobuf (what client-go's typed clients send by default).
 fn decode_object(content_type: &str, body: &[u8]) -> Result<Value> {
-    if content_type.contains("yaml") {
+    if protobuf::is_protobuf(content_type) {
+        Ok(protobuf::decode(body)?)
+    } else if content_type.contains("yaml") {
         serde_yaml_ng::from_slice(body)
             .map_err(|e| K8sError::BadRequest(format!("the body is not valid YAML: {e}")))
     } else if content_type.contains("json") || content_type.is_empty() {
         serde_json::from_slice(body)
             .map_err(|e| K8sError::BadRequest(format!("the body is not valid JSON: {e}")))
     } else {
-        Err(K8sError::UnsupportedMediaType(
-            "application/json, application/yaml".into(),
-        ))
+        Err(K8sError::UnsupportedMediaType(format!(
+            "application/json, application/yaml, {}",
+            protobuf::MEDIA_TYPE
+        )))
     }
+}
+
+/// The DeleteOptions of a DELETE: none, JSON, or protobuf.
+fn delete_options(content_type: &str, body: &[u8]) -> Result<Value> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    decode_object(content_type, body)
+}
+
+/// `dryRun` as the real server takes it: absent or empty for a real write,
+/// `All` for a dry run, anything else refused.
+fn dry_run_values<'a>(values: impl Iterator<Item = &'a str>) -> Result<bool> {
+    let mut dry = false;
+    for v in values {
+        match v {
+            "" => {}
+            "All" => dry = true,
+            other => {
+                return Err(K8sError::BadRequest(format!(
+                    "dryRun: Unsupported value: \"{other}\": supported values: \"All\""
+                )));
+            }
+        }
+    }
+    Ok(dry)
 }
 
 async fn resource(
@@ -189,12 +220,21 @@ async fn resource(
     t: Target,
     query: &Query,
 ) -> Result<Response<Body>> {
-    if query.get("dryRun").is_some_and(|d| !d.is_empty()) && req.method() != Method::GET {
-        return Err(K8sError::BadRequest(
-            "dryRun is not supported by the sandbox's API server".into(),
-        ));
-    }
-    let store = &ctx.store;
+    let dry_run = dry_run_values(
+        query
+            .0
+            .iter()
+            .filter(|(k, _)| k == "dryRun")
+            .map(|(_, v)| v.as_str()),
+    )?;
+    // A dry run goes through every check of the write against a throwaway
+    // copy of the store, so nothing is written and no watcher sees it.
+    let store = if dry_run && req.method() != Method::GET {
+        ctx.store.dry_run()
+    } else {
+        ctx.store.clone()
+    };
+    let store = &store;
     let rt = store.resource_type(&t.gvr)?;
     if t.namespace.is_some() && !rt.namespaced {
         return Err(K8sError::UnknownResource(format!(
@@ -288,18 +328,27 @@ async fn resource(
                 .await?))
         }
         (Method::DELETE, Some(name), None) => {
-            let (_, body) = read_body(req).await?;
-            // DeleteOptions may carry a resourceVersion precondition.
-            let options: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let (ct, body) = read_body(req).await?;
+            // DeleteOptions may carry a resourceVersion precondition and,
+            // from typed clients, the dry run instead of the query.
+            let options = delete_options(&ct, &body)?;
             let precondition = options
                 .get("preconditions")
                 .and_then(|p| p.get("resourceVersion"))
                 .and_then(Value::as_str);
+            let in_body = options.get("dryRun").and_then(Value::as_array);
+            let store = if !dry_run
+                && dry_run_values(in_body.into_iter().flatten().filter_map(Value::as_str))?
+            {
+                &ctx.store.dry_run()
+            } else {
+                store
+            };
             Ok(ok(&store
                 .delete_checked(&t.gvr, ns, name, precondition)
                 .await?))
         }
-        (method, Some(name), Some("scale")) => scale_request(ctx, req, &t, name, method).await,
+        (method, Some(name), Some("scale")) => scale_request(store, req, &t, name, method).await,
         (method, _, sub) => Err(K8sError::MethodNotAllowed(format!(
             "{method} on {}{}",
             rt.plural,
@@ -309,13 +358,12 @@ async fn resource(
 }
 
 async fn scale_request(
-    ctx: &Ctx,
+    store: &Store,
     req: Request<Incoming>,
     t: &Target,
     name: &str,
     method: Method,
 ) -> Result<Response<Body>> {
-    let store = &ctx.store;
     let rt = store.resource_type(&t.gvr)?;
     let ns = t.namespace.as_deref();
     let current = store.get(&t.gvr, ns, name).await?;

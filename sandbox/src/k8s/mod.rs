@@ -26,6 +26,7 @@ mod list;
 mod object;
 mod openapi;
 mod patch;
+mod protobuf;
 mod resource;
 mod route;
 mod scale;
@@ -39,10 +40,12 @@ mod write;
 
 use std::net::SocketAddr;
 
+pub use crd::shipped_crds;
 pub use error::{K8sError, Result};
 pub use fault::{FaultHook, Operation, Verb};
 pub use list::{ListParams, ObjectList};
 pub use patch::PatchKind;
+pub use protobuf::{ProtobufError, WireErrorText};
 pub use resource::{Gvr, ResourceType, ScaleSpec, split_api_version};
 pub use selector::{FieldSelector, LabelSelector};
 pub use server::ServerHandle;

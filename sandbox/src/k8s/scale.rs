@@ -56,10 +56,17 @@ pub fn scale_of(rt: &ResourceType, obj: &Value) -> Result<Value> {
 /// carrying the Scale's resourceVersion as the precondition.
 pub fn object_patch(rt: &ResourceType, scale: &Value) -> Result<Value> {
     let spec = spec_of(rt)?;
-    let replicas = object::get_path(scale, ".spec.replicas")
-        .filter(|v| v.is_i64() || v.is_u64())
-        .cloned()
-        .ok_or_else(|| K8sError::BadRequest("a Scale needs an integer spec.replicas".into()))?;
+    // Zero replicas is left out of JSON (`omitempty`), as the real server
+    // reads a Scale: absent means 0.
+    let replicas = match object::get_path(scale, ".spec.replicas") {
+        None | Some(Value::Null) => json!(0),
+        Some(v) if v.is_i64() || v.is_u64() => v.clone(),
+        Some(v) => {
+            return Err(K8sError::BadRequest(format!(
+                "a Scale's spec.replicas must be an integer, not {v}"
+            )));
+        }
+    };
     let mut patch = json!({});
     object::set_path(&mut patch, &spec.spec_replicas, replicas);
     if let Some(rv) = object::resource_version(scale) {

@@ -31,6 +31,9 @@ pub(crate) struct State {
     /// Highest rv no longer in `history`.
     pub compacted: u64,
     pub events: broadcast::Sender<Arc<Change>>,
+    /// A scratch copy serving one dry-run request: commits assign no
+    /// resourceVersion and publish nothing.
+    pub dry_run: bool,
 }
 
 impl State {
@@ -46,6 +49,7 @@ impl State {
             history: VecDeque::new(),
             compacted: 0,
             events,
+            dry_run: false,
         };
         let ns = GroupResource {
             group: String::new(),
@@ -63,6 +67,20 @@ impl State {
             );
         }
         state
+    }
+
+    /// A copy of the objects and types for a dry run, with its own (unwatched)
+    /// change feed.
+    pub fn scratch(&self, events: broadcast::Sender<Arc<Change>>) -> State {
+        State {
+            registry: self.registry.clone(),
+            objects: self.objects.clone(),
+            rv: self.rv,
+            history: VecDeque::new(),
+            compacted: self.rv,
+            events,
+            dry_run: true,
+        }
     }
 
     pub fn bucket(&self, gr: &GroupResource) -> Option<&BTreeMap<ObjKey, Value>> {
@@ -118,6 +136,20 @@ impl State {
         mut obj: Value,
         old: Option<Value>,
     ) -> Value {
+        if self.dry_run {
+            // As the real server's dry run: nothing is persisted, so a new
+            // object has no resourceVersion and a changed one keeps its own.
+            if event_type == EventType::Added {
+                object::meta_mut(&mut obj).remove("resourceVersion");
+            }
+            let bucket = self.objects.entry(gr.clone()).or_default();
+            if event_type == EventType::Deleted {
+                bucket.remove(&key);
+            } else {
+                bucket.insert(key, obj.clone());
+            }
+            return obj;
+        }
         self.rv += 1;
         object::set_meta(&mut obj, "resourceVersion", json!(self.rv.to_string()));
         let bucket = self.objects.entry(gr.clone()).or_default();

@@ -63,6 +63,19 @@ impl Store {
         }
     }
 
+    /// A throwaway copy for one dry-run request (`dryRun=All`): writes to it
+    /// pass every check a real write does and are answered, but nothing
+    /// reaches this store or its watchers. Costs a copy of the objects.
+    pub fn dry_run(&self) -> Store {
+        let (events, _) = broadcast::channel(16);
+        let scratch = self.lock().scratch(events.clone());
+        Store {
+            state: Arc::new(Mutex::new(scratch)),
+            events,
+            fault: self.fault.clone(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere must not wedge the cluster: take the state as is.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
