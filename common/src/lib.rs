@@ -1,9 +1,12 @@
 //! What every Ferry process shares: peer identity and mutual TLS, the demo
-//! PKI, telemetry, reconnect backoff, and the generated contract.
+//! PKI, telemetry and metrics, the probe endpoint, reconnect backoff, and the
+//! generated contract.
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod http;
 pub mod identity;
+pub mod metrics;
 pub mod pki;
 pub mod signal;
 pub mod telemetry;
@@ -39,6 +42,11 @@ pub enum Error {
     Issue { what: String, source: rcgen::Error },
     #[error("telemetry: {0}")]
     Telemetry(String),
+    #[error("cannot listen on {addr}: {source}; is the address this host's and the port free?")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,12 +1,12 @@
 //! One `init` for every Ferry binary: an env filter (`RUST_LOG`, default
-//! `info`), human or JSON logs on stderr, and OpenTelemetry export over OTLP
-//! (traces and metrics) when an endpoint is configured.
+//! `info`), human or JSON logs on stderr, the process's meter provider
+//! (`metrics`, always: `/metrics` reads it), and OpenTelemetry export over
+//! OTLP (traces and metrics) when an endpoint is configured.
 use std::collections::HashMap;
 
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -50,7 +50,7 @@ pub struct TelemetryConfig {
 #[must_use]
 pub struct TelemetryGuard {
     tracer: Option<SdkTracerProvider>,
-    meter: Option<SdkMeterProvider>,
+    meter: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
 }
 
 impl Drop for TelemetryGuard {
@@ -99,27 +99,28 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard> {
                 .map_err(|e| Error::Telemetry(format!("OTLP span exporter for {endpoint}: {e}")))?;
             let tracer = SdkTracerProvider::builder()
                 .with_batch_exporter(spans)
-                .with_resource(resource.clone())
+                .with_resource(resource)
                 .build();
-            let metrics = opentelemetry_otlp::MetricExporter::builder()
+            let layer =
+                tracing_opentelemetry::layer().with_tracer(tracer.tracer(config.service.clone()));
+            guard.tracer = Some(tracer);
+            Some(layer)
+        }
+    };
+    let otlp_metrics = match &config.otlp_endpoint {
+        None => None,
+        Some(endpoint) => Some(
+            opentelemetry_otlp::MetricExporter::builder()
                 .with_tonic()
                 .with_endpoint(endpoint)
                 .build()
                 .map_err(|e| {
                     Error::Telemetry(format!("OTLP metric exporter for {endpoint}: {e}"))
-                })?;
-            let meter = SdkMeterProvider::builder()
-                .with_periodic_exporter(metrics)
-                .with_resource(resource)
-                .build();
-            opentelemetry::global::set_meter_provider(meter.clone());
-            let layer =
-                tracing_opentelemetry::layer().with_tracer(tracer.tracer(config.service.clone()));
-            guard.tracer = Some(tracer);
-            guard.meter = Some(meter);
-            Some(layer)
-        }
+                })?,
+        ),
     };
+    // Metrics always have a provider: `/metrics` serves them without OTLP.
+    guard.meter = crate::metrics::install(&config.service, otlp_metrics)?;
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     tracing_subscriber::registry()
         .with(filter)
