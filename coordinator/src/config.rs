@@ -47,6 +47,10 @@ pub struct CoordinatorConfig {
     /// OTLP/gRPC endpoint for traces and metrics, e.g. http://otel-collector:4317.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// Serve `/healthz`, `/readyz` and `/metrics` (Prometheus) over plain
+    /// HTTP on this address, e.g. 0.0.0.0:9090; off when unset.
+    #[arg(long, env = "FERRY_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
 }
 
 impl CoordinatorConfig {
@@ -74,6 +78,7 @@ impl CoordinatorConfig {
             grace: Duration::from_secs(5),
             log_format: LogFormat::Human,
             otlp_endpoint: None,
+            http_listen: None,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The coordinator's OpenTelemetry metrics (DESIGN §8): agent sessions,
 //! migration steps and their outcomes, relayed bytes. They come from the
-//! global meter, which `telemetry::init` sets when an OTLP endpoint is
-//! configured; without one every instrument is a no-op.
+//! global meter, which `telemetry::init` sets (`ferry_common::metrics`):
+//! served at `/metrics` with `--http-listen`, exported over OTLP when an
+//! endpoint is configured.
 use std::sync::{OnceLock, Weak};
 
 use opentelemetry::KeyValue;

@@ -1,8 +1,10 @@
 //! Builds and runs the coordinator: one mTLS listener serving the agent link,
-//! the client API, gRPC health and server reflection.
+//! the client API, gRPC health and server reflection; with `--http-listen`,
+//! a plain-HTTP endpoint for probes and Prometheus (`ferry_common::http`).
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use ferry_common::http::{HttpServer, Readiness};
 use ferry_common::pb::{
     agent_link_server::AgentLinkServer, fleet_server::FleetServer,
     load_data_server::LoadDataServer, loads_server::LoadsServer,
@@ -30,9 +32,13 @@ pub struct RunningCoordinator {
     pub addr: SocketAddr,
     pub fleet: Arc<Fleet>,
     pub relay: Arc<RelayHub>,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served, if anywhere.
+    pub http_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
     grace: std::time::Duration,
+    readiness: Readiness,
+    http: Option<(HttpServer, CancellationToken)>,
 }
 
 impl RunningCoordinator {
@@ -43,10 +49,17 @@ impl RunningCoordinator {
 
     /// Ordered shutdown: stop accepting, end agent sessions (they redial
     /// elsewhere), let calls in progress drain within the grace period.
+    /// `/readyz` answers 503 from the start of it, and the HTTP endpoint
+    /// stops last, so probes see the drain.
     pub async fn shutdown(self) {
+        self.readiness.set_not_ready("shutting down");
         self.shutdown.cancel();
         if tokio::time::timeout(self.grace, self.task).await.is_err() {
             tracing::warn!(grace = ?self.grace, "calls still running at the end of the grace period; exiting anyway");
+        }
+        if let Some((http, stop)) = self.http {
+            stop.cancel();
+            http.stopped().await;
         }
     }
 }
@@ -120,14 +133,38 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
         .add_service(LoadsServer::new(loads))
         .add_service(MigrationsServer::new(migrations))
         .add_service(LoadDataServer::new(LoadDataService { hub: load_hub }));
+    // Separate from `shutdown`: the endpoint outlives the drain.
+    let http_stop = CancellationToken::new();
+    let readiness = Readiness::not_ready("starting");
+    let http = match config.http_listen {
+        Some(listen) => Some((
+            ferry_common::http::serve(
+                listen,
+                readiness.clone(),
+                ferry_common::metrics::global(),
+                http_stop.clone(),
+            )
+            .await?,
+            http_stop,
+        )),
+        None => None,
+    };
     let conns = incoming(listener, tls, shutdown.child_token());
     let stop = shutdown.clone();
+    let serving = readiness.clone();
+    // The listener is bound and about to be served: agents and clients can
+    // connect (a failure of the server below takes it back).
+    readiness.set_ready();
     let task = tokio::spawn(async move {
-        if let Err(e) = router
+        match router
             .serve_with_incoming_shutdown(conns, stop.cancelled_owned())
             .await
         {
-            tracing::error!(error = %e, "coordinator server failed");
+            Ok(()) => serving.set_not_ready("stopped"),
+            Err(e) => {
+                tracing::error!(error = %e, "coordinator server failed");
+                serving.set_not_ready(format!("the gRPC server failed: {e}"));
+            }
         }
     });
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "coordinator listening");
@@ -135,8 +172,11 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
         addr,
         fleet,
         relay,
+        http_addr: http.as_ref().map(|(server, _)| server.addr),
         shutdown,
         task,
         grace: config.grace,
+        readiness,
+        http,
     })
 }
