@@ -74,6 +74,11 @@ pub struct AgentConfig {
     /// TLS server name to expect in the coordinator's certificate, if not the URL's host.
     #[arg(long, env = "FERRY_COORDINATOR_NAME")]
     pub coordinator_name: Option<String>,
+    /// Serve `/healthz`, `/readyz` (ready while registered with the
+    /// coordinator) and `/metrics` (Prometheus) over plain HTTP on this
+    /// address, e.g. 0.0.0.0:9090; off when unset.
+    #[arg(long, env = "FERRY_HTTP_LISTEN")]
+    pub http_listen: Option<std::net::SocketAddr>,
     /// Directory with `ca.pem`, `agent-<id>.pem`, `agent-<id>-key.pem`.
     #[arg(long, env = "FERRY_PKI_DIR", default_value = "pki")]
     pub pki_dir: PathBuf,
@@ -168,6 +173,7 @@ impl AgentConfig {
             cluster_id: cluster_id.into(),
             coordinator: coordinator.into(),
             coordinator_name: None,
+            http_listen: None,
             pki_dir,
             tls_cert: None,
             tls_key: None,

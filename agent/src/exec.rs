@@ -13,18 +13,26 @@ use crate::relay::{RelayContext, run_sink, run_source};
 const MAX_PING_DELAY: Duration = Duration::from_secs(600);
 
 /// Runs the command in a span `agent.command` that continues the trace the
-/// coordinator sent with it.
+/// coordinator sent with it, and counts it in the agent's metrics.
 pub async fn execute(ctx: &RelayContext, command: pb::Command) -> pb::CommandResult {
+    let kind = kind_name(command.spec.as_ref());
     let span = tracing::info_span!(
         "agent.command",
         command = %command.id,
-        kind = kind_name(command.spec.as_ref()),
+        kind,
         cluster = %ctx.config.cluster_id,
     );
     if let Some(spec) = &command.spec {
         ferry_common::telemetry::continue_trace(&span, &spec.trace_context);
     }
-    run(ctx, command).instrument(span).await
+    let started = std::time::Instant::now();
+    let result = run(ctx, command).instrument(span).await;
+    let outcome = match result.outcome {
+        Some(pb::command_result::Outcome::Output(_)) => "succeeded",
+        _ => "failed",
+    };
+    crate::metrics::get().command_ended(kind, outcome, started.elapsed().as_secs_f64());
+    result
 }
 
 /// What a command does, for its span: the step's name for a migration step.

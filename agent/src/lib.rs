@@ -10,6 +10,7 @@ pub mod keycloak;
 pub mod ledger;
 pub mod load;
 pub mod load_exec;
+pub mod metrics;
 pub mod migrate;
 pub mod objects;
 pub mod platform;

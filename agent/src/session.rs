@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_common::backoff::Backoff;
+use ferry_common::http::Readiness;
 use ferry_common::pb::{
     self, agent_link_client::AgentLinkClient, agent_message::Msg as Up,
     coordinator_message::Msg as Down,
@@ -20,8 +21,36 @@ use crate::{AgentConfig, Error, Result, exec};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Runs the agent until `shutdown` is cancelled.
+/// Runs the agent until `shutdown` is cancelled, serving `/healthz`,
+/// `/readyz` and `/metrics` with `--http-listen`. Ready means registered:
+/// an agent without a session can run nothing, and a rollout whose new
+/// agent cannot reach the coordinator should stop rather than go on.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()> {
+    let readiness = Readiness::not_ready("not registered with the coordinator yet");
+    let Some(listen) = config.http_listen else {
+        return run_sessions(config, shutdown, readiness).await;
+    };
+    // Its own token: the endpoint stops after the sessions, however they end.
+    let stop = CancellationToken::new();
+    let http = ferry_common::http::serve(
+        listen,
+        readiness.clone(),
+        ferry_common::metrics::global(),
+        stop.clone(),
+    )
+    .await
+    .map_err(|e| Error::Config(format!("--http-listen: {e}")))?;
+    let ended = run_sessions(config, shutdown, readiness).await;
+    stop.cancel();
+    http.stopped().await;
+    ended
+}
+
+async fn run_sessions(
+    config: AgentConfig,
+    shutdown: CancellationToken,
+    readiness: Readiness,
+) -> Result<()> {
     if !ferry_common::identity::valid_name(&config.cluster_id) {
         return Err(Error::Config(format!(
             "cluster id {:?} must be lowercase letters, digits and '-'",
@@ -47,11 +76,17 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     loop {
         let ended = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            ended = session(&ctx, &ledger, &results_tx, &mut results_rx, &mut progress_rx, &mut backoff) => ended,
+            ended = session(&ctx, &ledger, &results_tx, &mut results_rx, &mut progress_rx, &mut backoff, &readiness) => ended,
         };
         match ended {
-            Ok(()) => tracing::info!("session ended"),
-            Err(e) => tracing::warn!(error = %e, "session failed"),
+            Ok(()) => {
+                tracing::info!("session ended");
+                readiness.set_not_ready("the session with the coordinator ended; redialling");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "session failed");
+                readiness.set_not_ready(format!("no session with the coordinator: {e}"));
+            }
         }
         let delay = backoff.next_delay();
         tracing::info!(delay_ms = delay.as_millis() as u64, "reconnecting");
@@ -73,6 +108,7 @@ async fn session(
     results_rx: &mut mpsc::Receiver<pb::CommandResult>,
     progress_rx: &mut mpsc::Receiver<pb::CommandProgress>,
     backoff: &mut Backoff,
+    readiness: &Readiness,
 ) -> Result<()> {
     let config = &ctx.config;
     let channel = tls::connect(
@@ -113,6 +149,8 @@ async fn session(
         None => return Err(Error::Closed),
     };
     backoff.reset();
+    let _connected = crate::metrics::get().registered();
+    readiness.set_ready();
     // What was reported while the link was down is stale: drop it.
     while progress_rx.try_recv().is_ok() {}
     tracing::info!(session_id = %registered.session_id, coordinator = %config.coordinator, "registered");
