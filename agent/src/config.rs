@@ -59,6 +59,12 @@ fn parse_database(s: &str) -> Result<DatabaseUrl, String> {
     }
 }
 
+fn parse_load_schema(s: &str) -> Result<String, String> {
+    let s = s.trim().to_owned();
+    crate::load::check_schemas(std::slice::from_ref(&s))?;
+    Ok(s)
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentConfig {
     /// This agent's cluster id; must match its certificate (spiffe://ferry/cluster/<id>).
@@ -142,6 +148,17 @@ pub struct AgentConfig {
     /// cluster this will come from the registry's database secret.
     #[arg(long = "database", env = "FERRY_DATABASES", value_delimiter = ',', value_parser = parse_database)]
     pub databases: Vec<DatabaseUrl>,
+    /// The data schemas loads may write (and read references from), in the
+    /// order an unqualified table name is looked up. Ferry's own schema,
+    /// `pg_*` and `information_schema` are refused.
+    #[arg(
+        long = "load-schemas",
+        env = "FERRY_LOAD_SCHEMAS",
+        value_delimiter = ',',
+        default_value = "registry",
+        value_parser = parse_load_schema
+    )]
+    pub load_schemas: Vec<String>,
     #[arg(long, env = "FERRY_LOG_FORMAT", default_value = "human")]
     pub log_format: LogFormat,
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
@@ -192,6 +209,10 @@ impl AgentConfig {
             platform_version: String::new(),
             registries: vec![],
             databases: vec![],
+            load_schemas: crate::load::DEFAULT_SCHEMAS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             log_format: LogFormat::Human,
             otlp_endpoint: None,
         }

@@ -62,7 +62,8 @@ async fn pull_and_load(
     client: &mut tokio_postgres::Client,
 ) -> Result<pb::LoadOutput, String> {
     let id = &spec.load_id;
-    let load_spec = to_load_spec(spec)?;
+    let mut load_spec = to_load_spec(spec)?;
+    load_spec.schemas = ctx.config.load_schemas.clone();
     // Already in the database: answer without pulling a byte.
     if let Some(done) = load::ledger_lookup(&*client, id)
         .await
@@ -211,4 +212,34 @@ fn row_error(e: RowError) -> pb::LoadRowError {
         value: e.value.unwrap_or_default(),
         reason: e.reason,
     }
+}
+
+/// Says at start when a load database's role is a superuser. A database
+/// that is not reachable yet is only noted: loads report their own errors.
+pub async fn warn_if_superuser(db: crate::config::DatabaseUrl) {
+    let database = db.name.clone();
+    let connected = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_postgres::connect(&db.url, tokio_postgres::NoTls),
+    )
+    .await;
+    let (client, connection) = match connected {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::info!(%database, error = %e, "cannot check the load database's role now");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%database, "cannot check the load database's role now: connecting timed out");
+            return;
+        }
+    };
+    let connection = tokio::spawn(connection);
+    match crate::load::superuser_warning(&client).await {
+        Ok(Some(warning)) => tracing::warn!(%database, "{warning}"),
+        Ok(None) => {}
+        Err(e) => tracing::info!(%database, error = %e, "cannot check the load database's role"),
+    }
+    drop(client);
+    let _ = connection.await;
 }

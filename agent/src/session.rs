@@ -63,6 +63,10 @@ async fn run_sessions(
         }
         None => crate::objects::StoresConfig::default(),
     };
+    crate::load::check_schemas(&config.load_schemas).map_err(Error::Config)?;
+    for db in &config.databases {
+        tokio::spawn(crate::load_exec::warn_if_superuser(db.clone()));
+    }
     let state_dir = config.state_dir_or_temp();
     let (progress, mut progress_rx) = Progress::channel();
     let ctx = RelayContext::new(config, stores, state_dir, progress);

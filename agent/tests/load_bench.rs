@@ -138,10 +138,11 @@ async fn bench_load_vs_psql_copy() -> anyhow::Result<()> {
                 })
             })
             .collect();
-        let spec = LoadSpec::new(
+        let mut spec = LoadSpec::new(
             format!("bench-{round}"),
             vec![FileSpec::new("items.csv", "bench_items_ferry")],
         );
+        spec.schemas = vec!["public".into()];
         let t = Instant::now();
         let outcome = load::load(&mut client, &spec, stream::iter(chunks), |_| {}).await?;
         let ferry = t.elapsed();

@@ -95,11 +95,14 @@ fn chunks(files: &[&[u8]], size: usize) -> impl Stream<Item = Result<Chunk, Infa
     stream::iter(out)
 }
 
+/// A load into this file's tables, which live in `public`.
 fn spec(id: &str, files: &[(&str, &str)]) -> LoadSpec {
-    LoadSpec::new(
+    let mut s = LoadSpec::new(
         id,
         files.iter().map(|(n, t)| FileSpec::new(*n, *t)).collect(),
-    )
+    );
+    s.schemas = vec!["public".into()];
+    s
 }
 
 async fn run(
@@ -556,4 +559,121 @@ async fn reference_needs_a_unique_lookup_column() -> anyhow::Result<()> {
     );
     assert!(errs[0].reason.contains("not unique"), "{}", errs[0].reason);
     db.assert_untouched().await
+}
+
+/// Ferry's ledger, PostgreSQL's catalogs and any schema outside the
+/// allow-list are never load targets; a later load of the id a refused load
+/// tried to plant in the ledger still loads.
+#[tokio::test]
+async fn loads_stay_in_the_allowed_schemas() -> anyhow::Result<()> {
+    let db = Db::new().await?;
+    // The ledger exists once a load committed.
+    run(&db, &spec("first", &[("owners.csv", "owners")]), &[OWNERS]).await??;
+    let c = db.client().await?;
+    c.batch_execute("CREATE SCHEMA other; CREATE TABLE other.notes (note text);")
+        .await?;
+    let planted: &[u8] = b"load_id,rows\nvictim,0\n";
+    let catalog: &[u8] = b"objoid,classoid,objsubid,description\n1,1,0,pwned\n";
+    let notes: &[u8] = b"note\nhello\n";
+    for (table, file) in [
+        ("ferry.load_ledger", planted),
+        ("FERRY.LOAD_LEDGER", planted),
+        ("pg_catalog.pg_description", catalog),
+        ("pg_description", catalog),
+        ("information_schema.sql_features", notes),
+        ("other.notes", notes),
+        ("notes", notes),
+    ] {
+        let errs = rejected(run(&db, &spec("sneaky", &[("x.csv", table)]), &[file]).await?);
+        assert_eq!(errs.len(), 1, "{table}: {errs:?}");
+        assert!(
+            errs[0].reason.contains("public"),
+            "{table}: the allowed schemas are named: {}",
+            errs[0].reason
+        );
+    }
+    let errs = rejected(
+        run(
+            &db,
+            &spec("sneaky", &[("x.csv", "ferry.load_ledger")]),
+            &[planted],
+        )
+        .await?,
+    );
+    assert!(
+        errs[0].reason.contains("Ferry's own bookkeeping"),
+        "{}",
+        errs[0].reason
+    );
+    // A reference may not read a catalog either (a password hash into a column).
+    let leak: &[u8] = b"code,name::ref(rolname,pg_authid,rolpassword)\nX9,postgres\n";
+    let errs = rejected(run(&db, &spec("leak", &[("o.csv", "owners")]), &[leak]).await?);
+    assert!(errs[0].reason.contains("pg_authid"), "{errs:?}");
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM ferry.load_ledger", &[])
+        .await?
+        .get(0);
+    assert_eq!(n, 1, "only the first load is in the ledger");
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_description WHERE description = 'pwned'",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(n, 0);
+    // The id the refused load tried to plant loads for real.
+    let out = run(
+        &db,
+        &spec("victim", &[("owners.csv", "owners")]),
+        &[b"code,name\nV1,Victim\n"],
+    )
+    .await??;
+    assert_eq!(out.status, LoadStatus::Loaded);
+    assert_eq!(out.rows, 1);
+    Ok(())
+}
+
+/// By default a load goes to the Platform's `registry` schema, where an
+/// unqualified name is looked up whatever the role's search_path; a table
+/// of the same name elsewhere is not touched.
+#[tokio::test]
+async fn default_schema_is_the_registrys() -> anyhow::Result<()> {
+    let db = Db::new().await?;
+    let c = db.client().await?;
+    c.batch_execute("CREATE SCHEMA registry; CREATE TABLE registry.owners (code text, name text);")
+        .await?;
+    let s = LoadSpec::new("reg-1", vec![FileSpec::new("owners.csv", "owners")]);
+    assert_eq!(s.schemas, vec!["registry".to_string()]);
+    let out = run(&db, &s, &[OWNERS]).await??;
+    assert_eq!(out.status, LoadStatus::Loaded);
+    assert_eq!(db.count("registry.owners").await?, 2);
+    assert_eq!(db.count("public.owners").await?, 1, "public untouched");
+    // Naming a forbidden schema in the allow-list is refused before anything runs.
+    for bad in ["ferry", "pg_catalog", "information_schema", "pg_toast"] {
+        let mut s = s.clone();
+        s.schemas = vec![bad.into()];
+        match run(&db, &s, &[OWNERS]).await? {
+            Err(LoadError::Spec(m)) => assert!(m.contains(bad), "{m}"),
+            other => panic!("schema {bad} accepted: {other:?}"),
+        }
+    }
+    Ok(())
+}
+
+/// The agent warns at start when its role is a superuser; a plain role
+/// with the grants a load needs is quiet.
+#[tokio::test]
+async fn superuser_role_is_warned_about() -> anyhow::Result<()> {
+    let db = Db::new().await?;
+    let c = db.client().await?;
+    let warning = load::superuser_warning(&c)
+        .await?
+        .expect("the test role is a superuser");
+    assert!(warning.contains("superuser"), "{warning}");
+    let role = format!("loader_{}", db.name);
+    c.batch_execute(&format!("CREATE ROLE {role} LOGIN; SET ROLE {role};"))
+        .await?;
+    assert_eq!(load::superuser_warning(&c).await?, None);
+    Ok(())
 }

@@ -13,7 +13,12 @@ use ferry_tests::{Proc, World, bin, eventually};
 const ROLES: &[&str] = &["admin=admin", "viewer=viewer", "ops=operator"];
 const CLIENTS: &[&str] = &["admin", "viewer", "ops"];
 
+/// As on a Platform registry database: the data in schema `registry`, the
+/// agent's default load schema (the database's search_path names it, for
+/// the checks' unqualified queries).
 const SCHEMA: &str = "
+    CREATE SCHEMA registry;
+    SET search_path = registry;
     CREATE TABLE category (
         id   serial PRIMARY KEY,
         code text NOT NULL UNIQUE,
@@ -51,6 +56,10 @@ impl LoadWorld {
         let pg = TempPostgres::shared()?;
         let db = pg.fresh_database("e2e")?;
         pg.psql(&db, SCHEMA)?;
+        pg.psql(
+            &db,
+            &format!("ALTER DATABASE {db} SET search_path = registry, public"),
+        )?;
         let w = World::new(&["a"], CLIENTS)?;
         let mut lw = Self {
             coordinator: Some(w.coordinator(ROLES, &[])?),
@@ -239,6 +248,68 @@ async fn the_same_load_twice_writes_once_and_a_dry_run_writes_nothing() -> anyho
     let table =
         lw.w.ferry("ops", &args.iter().map(String::as_str).collect::<Vec<_>>())?;
     assert!(String::from_utf8_lossy(&table.stdout).contains("already-loaded"));
+    Ok(())
+}
+
+/// A load's target is confined to the registry's data schemas: Ferry's
+/// ledger is refused (so no id can be planted there to make a later load
+/// silently load nothing), as are PostgreSQL's catalogs; and the agent,
+/// whose role here is a superuser, said so when it started.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_load_never_writes_the_ledger_or_the_catalogs() -> anyhow::Result<()> {
+    let lw = LoadWorld::new().await?;
+    let cats = lw.file("categories.csv", CATEGORIES)?;
+    let (code, out, err) = lw.load("ops", &lw.start_args("first", &[(&cats, "category")]))?;
+    assert_eq!(code, Some(0), "{out} {err}");
+    let planted = lw.file("planted.csv", "load_id,rows\nvictim,0\n")?;
+    let (code, out, err) = lw.load(
+        "ops",
+        &lw.start_args("sneaky", &[(&planted, "ferry.load_ledger")]),
+    )?;
+    assert_eq!(
+        (code, out["state"].as_str()),
+        (Some(1), Some("rejected")),
+        "{out} {err}"
+    );
+    assert!(
+        out["errors"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("Ferry's own bookkeeping")),
+        "{out}"
+    );
+    let catalog = lw.file(
+        "catalog.csv",
+        "objoid,classoid,objsubid,description\n1,1,0,pwned\n",
+    )?;
+    let (code, out, err) = lw.load(
+        "ops",
+        &lw.start_args("catalog", &[(&catalog, "pg_catalog.pg_description")]),
+    )?;
+    assert_eq!(
+        (code, out["state"].as_str()),
+        (Some(1), Some("rejected")),
+        "{out} {err}"
+    );
+    assert_eq!(lw.sql("SELECT count(*) FROM ferry.load_ledger")?, "1");
+    assert_eq!(
+        lw.sql("SELECT count(*) FROM pg_description WHERE description = 'pwned'")?,
+        "0"
+    );
+    let more = lw.file("more.csv", "code,name\ngames,Games\n")?;
+    let (code, out, err) = lw.load("ops", &lw.start_args("victim", &[(&more, "category")]))?;
+    assert_eq!(
+        (code, out["state"].as_str()),
+        (Some(0), Some("loaded")),
+        "{out} {err}"
+    );
+    assert_eq!(lw.count("category")?, 5);
+    let agent = lw.agent.as_ref().context("agent running")?;
+    assert_eq!(
+        agent.log_count(&["is a superuser"]),
+        1,
+        "{}",
+        agent.log_text()
+    );
     Ok(())
 }
 

@@ -18,6 +18,9 @@
 //!   `ref(...)` does not split cells, so the cell needs no quotes.
 //! * Values are checked against the column types (see [`types`]) and sent
 //!   with COPY BINARY.
+//! * Target and reference tables must be in [`LoadSpec::schemas`] (by
+//!   default the Platform's `registry`); Ferry's own schema (the ledger)
+//!   and PostgreSQL's `pg_*` and `information_schema` never are.
 //!
 //! On any refused value the transaction is rolled back and
 //! [`LoadError::Rejected`] lists the first [`LoadSpec::max_errors`] errors
@@ -39,6 +42,7 @@ mod plan;
 mod planning;
 mod reader;
 mod refs;
+mod role;
 mod run;
 mod schema;
 pub mod types;
@@ -48,7 +52,13 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{LoadError, Result, RowError};
 pub use ledger::{LEDGER_TABLE, lookup as ledger_lookup};
+pub use role::superuser_warning;
 pub use run::load;
+pub use schema::{FORBIDDEN_SCHEMAS, check_schemas};
+
+/// Where loads go unless the agent is told otherwise: the Platform's
+/// registry data schema.
+pub const DEFAULT_SCHEMAS: &[&str] = &["registry"];
 
 /// Default cap on the errors listed by a refused load.
 pub const DEFAULT_MAX_ERRORS: usize = 100;
@@ -67,6 +77,10 @@ pub struct LoadSpec {
     pub dry_run: bool,
     /// How many errors to list before giving up (at least 1).
     pub max_errors: usize,
+    /// The data schemas this load may write and read references from; an
+    /// unqualified table name is looked up in them, in order. Ferry's own
+    /// schema and PostgreSQL's are refused whatever this says.
+    pub schemas: Vec<String>,
 }
 
 impl LoadSpec {
@@ -77,6 +91,7 @@ impl LoadSpec {
             delimiter: None,
             dry_run: false,
             max_errors: DEFAULT_MAX_ERRORS,
+            schemas: DEFAULT_SCHEMAS.iter().map(|s| s.to_string()).collect(),
         }
     }
 }

@@ -9,7 +9,7 @@ use super::header::{self, HeaderCell, RefSpec};
 use super::plan::{FieldPlan, FilePlan};
 use super::refs::{RefMap, RefProblem};
 use super::run::Run;
-use super::schema;
+use super::schema::{self, Lookup};
 
 impl Run<'_, '_> {
     /// Check the header against the table and build the file's plan.
@@ -21,16 +21,15 @@ impl Run<'_, '_> {
         delimiter: u8,
     ) -> Result<Option<FilePlan>> {
         let file = &self.spec.files[idx];
-        let Some(table) = schema::table(self.txn, &file.table).await? else {
-            self.errors.push(self.file_error(
-                idx,
-                0,
-                format!(
-                    "target table {} does not exist (or is not a table)",
-                    file.table
-                ),
-            ));
-            return Ok(None);
+        let schemas = &self.spec.schemas;
+        let table = match schema::table(self.txn, &file.table, schemas).await? {
+            Lookup::Found(t) => t,
+            other => {
+                let reason = schema::refusal(&file.table, &other, schemas).unwrap_or_default();
+                self.errors
+                    .push(self.file_error(idx, 0, format!("target {reason}")));
+                return Ok(None);
+            }
         };
         let before = self.errors.list.len() + usize::from(self.errors.truncated);
         let header_err = |column: Option<String>, reason: String| RowError {
@@ -151,8 +150,13 @@ impl Run<'_, '_> {
         &mut self,
         r: &RefSpec,
     ) -> Result<std::result::Result<(Arc<RefMap>, String), String>> {
-        let Some(table) = schema::table(self.txn, &r.table).await? else {
-            return Ok(Err(format!("reference table {} does not exist", r.table)));
+        let schemas = &self.spec.schemas;
+        let table = match schema::table(self.txn, &r.table, schemas).await? {
+            Lookup::Found(t) => t,
+            other => {
+                let reason = schema::refusal(&r.table, &other, schemas).unwrap_or_default();
+                return Ok(Err(format!("reference {reason}")));
+            }
         };
         let label = format!("{}.{}", table.sql_name, r.lookup);
         let key = (table.oid, r.lookup.clone(), r.target.clone());

@@ -162,6 +162,7 @@ fn check_spec(spec: &LoadSpec) -> Result<()> {
     if spec.files.is_empty() {
         return Err(LoadError::Spec("the load names no file".into()));
     }
+    super::schema::check_schemas(&spec.schemas).map_err(LoadError::Spec)?;
     if let Some(d) = spec.delimiter
         && d != b','
         && d != b';'

@@ -31,20 +31,115 @@ impl Table {
     }
 }
 
-/// Look the table up as PostgreSQL would resolve `name` (search_path,
-/// unquoted names folded to lower case). `Ok(None)`: no such table.
-pub async fn table<C: GenericClient>(client: &C, name: &str) -> Result<Option<Table>> {
+/// Schemas a load never touches, whatever the allow-list says: Ferry's own
+/// bookkeeping (the ledger) and PostgreSQL's catalogs.
+pub const FORBIDDEN_SCHEMAS: &[&str] = &[super::ledger::LEDGER_SCHEMA, "information_schema"];
+
+/// A schema no load may write or read references from: Ferry's own, the
+/// information schema, and every `pg_*` schema (catalog, toast, temp).
+pub fn forbidden_schema(schema: &str) -> bool {
+    FORBIDDEN_SCHEMAS.contains(&schema) || schema.starts_with("pg_")
+}
+
+/// Checks an allow-list of data schemas: not empty, none forbidden.
+pub fn check_schemas(schemas: &[String]) -> std::result::Result<(), String> {
+    if schemas.is_empty() {
+        return Err("no schema is allowed for loads: name at least one data schema (the Platform's is `registry`)".into());
+    }
+    if let Some(s) = schemas.iter().find(|s| forbidden_schema(s)) {
+        return Err(format!(
+            "schema {s:?} cannot be a load target: {} and PostgreSQL's pg_* schemas are never written by a load",
+            FORBIDDEN_SCHEMAS.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// How a table name given by a client resolved.
+#[derive(Debug)]
+pub enum Lookup {
+    Found(Table),
+    /// No such table in the allowed schemas.
+    Missing,
+    /// The name is qualified with a schema loads may not touch.
+    Outside {
+        schema: String,
+    },
+    /// Not a table name PostgreSQL can parse (or more than `schema.table`).
+    Invalid(String),
+}
+
+/// Why a resolved name is refused, for the file's error list.
+pub fn refusal(name: &str, lookup: &Lookup, schemas: &[String]) -> Option<String> {
+    let allowed = schemas.join(", ");
+    match lookup {
+        Lookup::Found(_) => None,
+        Lookup::Missing => Some(format!(
+            "table {name} does not exist (or is not a table) in the schemas loads may write ({allowed})"
+        )),
+        Lookup::Outside { schema } if schema == super::ledger::LEDGER_SCHEMA => Some(format!(
+            "table {name} is in schema {schema}, Ferry's own bookkeeping: a load never writes or reads it; \
+             load into the registry's data schemas ({allowed})"
+        )),
+        Lookup::Outside { schema } => Some(format!(
+            "table {name} is in schema {schema}, outside the schemas loads may write ({allowed}); \
+             the agent's --load-schemas names them"
+        )),
+        Lookup::Invalid(why) => Some(format!("{name:?} is not a table name: {why}")),
+    }
+}
+
+/// Look the table up in the allowed `schemas`: an unqualified name is
+/// searched in them in order (not in the role's search_path), a qualified
+/// one must name one of them. Names fold to lower case unless quoted, as
+/// PostgreSQL folds them.
+pub async fn table<C: GenericClient>(client: &C, name: &str, schemas: &[String]) -> Result<Lookup> {
     let ctx = || format!("reading the definition of table {name}");
-    let Some(row) = client
-        .query_opt(
-            "SELECT c.oid, c.oid::regclass::text FROM pg_class c \
-             WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p')",
-            &[&name],
-        )
-        .await
-        .map_err(LoadError::db(ctx()))?
-    else {
-        return Ok(None);
+    let parts: Vec<String> = match client.query_one("SELECT parse_ident($1)", &[&name]).await {
+        Ok(row) => row.try_get(0).map_err(LoadError::db(ctx()))?,
+        // 22023 / 42602: not an identifier PostgreSQL can parse.
+        Err(e) if e.as_db_error().is_some() => {
+            let why = e
+                .as_db_error()
+                .map(|d| d.message().to_owned())
+                .unwrap_or_default();
+            return Ok(Lookup::Invalid(why));
+        }
+        Err(e) => return Err(LoadError::db(ctx())(e)),
+    };
+    let (candidates, relname): (Vec<&String>, &String) = match parts.as_slice() {
+        [rel] => (schemas.iter().collect(), rel),
+        [schema, rel] => {
+            if !schemas.contains(schema) || forbidden_schema(schema) {
+                return Ok(Lookup::Outside {
+                    schema: schema.clone(),
+                });
+            }
+            (vec![schema], rel)
+        }
+        _ => return Ok(Lookup::Invalid("use table or schema.table".into())),
+    };
+    let mut found = None;
+    for schema in candidates {
+        if forbidden_schema(schema) {
+            continue;
+        }
+        if let Some(row) = client
+            .query_opt(
+                "SELECT c.oid, c.oid::regclass::text FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+                &[schema, relname],
+            )
+            .await
+            .map_err(LoadError::db(ctx()))?
+        {
+            found = Some(row);
+            break;
+        }
+    }
+    let Some(row) = found else {
+        return Ok(Lookup::Missing);
     };
     let oid: u32 = row.try_get(0).map_err(LoadError::db(ctx()))?;
     let sql_name: String = row.try_get(1).map_err(LoadError::db(ctx()))?;
@@ -85,7 +180,7 @@ pub async fn table<C: GenericClient>(client: &C, name: &str) -> Result<Option<Ta
             generated: r.try_get(5).map_err(LoadError::db(ctx()))?,
         });
     }
-    Ok(Some(Table {
+    Ok(Lookup::Found(Table {
         oid,
         sql_name,
         columns,

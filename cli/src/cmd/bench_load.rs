@@ -152,6 +152,8 @@ pub async fn run(b: LoadBench) -> anyhow::Result<u8> {
             format!("--coordinator={url}"),
             pki_arg,
             format!("--database=registry={}", pg.url("registry")),
+            // The bench's tables are in `public`, not the Platform's `registry` schema.
+            "--load-schemas=public".into(),
             "--backoff-cap=1s".into(),
         ],
         &dir.join("agent.log"),
