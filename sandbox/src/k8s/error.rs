@@ -139,7 +139,22 @@ impl K8sError {
             }
             | K8sError::Invalid {
                 group, kind, name, ..
-            } => Some(json!({ "name": name, "group": group, "kind": kind })),
+            } => {
+                // Empty fields are left out, as the real server's omitempty does.
+                let mut details = serde_json::Map::new();
+                for (key, value) in [("name", name), ("group", group), ("kind", kind)] {
+                    if !value.is_empty() {
+                        details.insert(key.into(), json!(value));
+                    }
+                }
+                if let K8sError::Invalid { message, .. } = self {
+                    let causes = invalid_causes(message);
+                    if !causes.is_empty() {
+                        details.insert("causes".into(), Value::Array(causes));
+                    }
+                }
+                Some(Value::Object(details))
+            }
             _ => None,
         };
         let mut status = json!({
@@ -156,6 +171,29 @@ impl K8sError {
         }
         status
     }
+}
+
+/// The `causes` of an Invalid status, read back from a message worded as
+/// the real server words field errors (`<field>: <Reason>: <detail>`); none
+/// when the message is not one of those.
+fn invalid_causes(message: &str) -> Vec<Value> {
+    const REASONS: &[(&str, &str)] = &[
+        ("Required value", "FieldValueRequired"),
+        ("Invalid value", "FieldValueInvalid"),
+        ("Unsupported value", "FieldValueNotSupported"),
+        ("Forbidden", "FieldValueForbidden"),
+        ("Duplicate value", "FieldValueDuplicate"),
+        ("Too long", "FieldValueTooLong"),
+        ("Not found", "FieldValueNotFound"),
+    ];
+    let Some((field, rest)) = message.split_once(": ") else {
+        return Vec::new();
+    };
+    REASONS
+        .iter()
+        .find(|(text, _)| rest.starts_with(text))
+        .map(|(_, reason)| vec![json!({"reason": reason, "message": rest, "field": field})])
+        .unwrap_or_default()
 }
 
 /// Describes the object an error is about, so call sites stay short.
@@ -231,5 +269,34 @@ mod tests {
         assert_eq!(status["reason"], "NotFound");
         assert_eq!(status["message"], "backups.velero.io \"b1\" not found");
         assert_eq!(status["details"]["kind"], "backups");
+    }
+
+    #[test]
+    fn invalid_carries_its_field_cause() {
+        let err = ObjectRef {
+            group: "",
+            plural: "configmaps",
+            kind: "ConfigMap",
+            name: "",
+        }
+        .invalid("metadata.name: Required value: name or generateName is required");
+        let status = err.to_status();
+        assert_eq!(status["code"], 422);
+        assert_eq!(
+            status["details"],
+            json!({"kind": "ConfigMap", "causes": [{
+                "reason": "FieldValueRequired",
+                "message": "Required value: name or generateName is required",
+                "field": "metadata.name",
+            }]})
+        );
+        let free_text = ObjectRef {
+            group: "",
+            plural: "x",
+            kind: "X",
+            name: "n",
+        }
+        .invalid("the JSON patch could not be applied");
+        assert!(free_text.to_status()["details"].get("causes").is_none());
     }
 }

@@ -17,6 +17,7 @@
 mod builtin;
 mod clock;
 mod crd;
+mod defaults;
 mod discovery;
 mod error;
 mod fault;

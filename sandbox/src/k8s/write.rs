@@ -139,6 +139,7 @@ pub(crate) fn write(
         Part::Main => {
             let mut next = obj;
             object::keep_server_fields(&current, &mut next);
+            super::defaults::apply(&rt.kind, &mut next);
             if rt.status_subresource {
                 object::set_status(&mut next, current.get("status").cloned());
             }

@@ -237,14 +237,32 @@ static SERVICE: Msg = Msg {
     fields: &[
         k(1, "metadata", M(&OBJECT_META)),
         k(2, "spec", M(&SERVICE_SPEC)),
-        // Load-balancer ingress and conditions are the controllers' to set.
-        k(3, "status", M(&EMPTY_STATUS)),
+        k(3, "status", M(&SERVICE_STATUS)),
     ],
 };
 
+/// A status only controllers fill (CronJob's): empty from a client.
 static EMPTY_STATUS: Msg = Msg {
-    name: "status (empty from a client)",
+    name: "status (only controllers set its fields)",
     fields: &[],
+};
+
+static SERVICE_STATUS: Msg = Msg {
+    name: "core.v1.ServiceStatus",
+    // The value-typed loadBalancer always arrives, empty from a client;
+    // its ingress and the conditions are the controllers' to set.
+    fields: &[k(1, "loadBalancer", M(&EMPTY_STATUS))],
+};
+
+static JOB_STATUS: Msg = Msg {
+    name: "batch.v1.JobStatus",
+    // The non-pointer counters arrive as zeros; the rest is the controller's.
+    fields: &[
+        o(4, "active", Int),
+        o(5, "succeeded", Int),
+        o(6, "failed", Int),
+        o(7, "completedIndexes", Str),
+    ],
 };
 
 static SERVICE_SPEC: Msg = Msg {
@@ -770,7 +788,7 @@ static JOB: Msg = Msg {
     fields: &[
         k(1, "metadata", M(&OBJECT_META)),
         k(2, "spec", M(&JOB_SPEC)),
-        k(3, "status", M(&EMPTY_STATUS)),
+        k(3, "status", M(&JOB_STATUS)),
     ],
 };
 
