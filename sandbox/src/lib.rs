@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod conformance;
 pub mod fixture;
 pub mod k8s;
 pub mod keycloak;
