@@ -64,12 +64,19 @@ async fn pull_and_load(
     let id = &spec.load_id;
     let mut load_spec = to_load_spec(spec)?;
     load_spec.schemas = ctx.config.load_schemas.clone();
-    // Already in the database: answer without pulling a byte.
+    // Already in the database with this content: answer without pulling a
+    // byte. Content not declared: the load reads it to compare.
     if let Some(done) = load::ledger_lookup(&*client, id)
         .await
         .map_err(|e| e.to_string())?
     {
-        return Ok(output(done));
+        let declared = load::declared_digest(&load_spec);
+        if declared.is_some() || done.digest.is_none() {
+            return Ok(match load::check_same(&done, declared.as_deref()) {
+                Ok(()) => output(done),
+                Err(e) => conflict(e),
+            });
+        }
     }
     let (up_tx, up_rx) = mpsc::channel(4);
     let hello = pb::LoadPullUp {
@@ -125,7 +132,18 @@ async fn pull_and_load(
             errors_truncated: truncated,
             ..Default::default()
         }),
+        Err(e @ LoadError::Conflict { .. }) => Ok(conflict(e)),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The id belongs to other content: an outcome (the command did its job),
+/// its message naming the files the id belongs to.
+fn conflict(e: LoadError) -> pb::LoadOutput {
+    pb::LoadOutput {
+        state: LoadState::Conflict as i32,
+        error: e.to_string(),
+        ..Default::default()
     }
 }
 
@@ -163,7 +181,11 @@ fn to_load_spec(spec: &pb::LoadSpec) -> Result<LoadSpec, String> {
     let files = spec
         .files
         .iter()
-        .map(|f| FileSpec::new(&f.name, &f.table))
+        .map(|f| {
+            let mut file = FileSpec::new(&f.name, &f.table);
+            file.sha256 = (!f.sha256.is_empty()).then(|| f.sha256.to_ascii_lowercase());
+            file
+        })
         .collect();
     let mut s = LoadSpec::new(&spec.load_id, files);
     s.delimiter = match spec.delimiter.as_str() {

@@ -677,3 +677,57 @@ async fn superuser_role_is_warned_about() -> anyhow::Result<()> {
     assert_eq!(load::superuser_warning(&c).await?, None);
     Ok(())
 }
+
+/// A load id is its content: the same id with other bytes (declared or
+/// not) is a conflict naming the files the id belongs to, and writes
+/// nothing; the same content again is already loaded.
+#[tokio::test]
+async fn same_id_other_content_is_a_conflict() -> anyhow::Result<()> {
+    let db = Db::new().await?;
+    let s = spec("once", &[("owners.csv", "owners")]);
+    run(&db, &s, &[OWNERS]).await??;
+    let other: &[u8] = b"code,name\nZ9,Zeta\n";
+    let renamed = spec("once", &[("other.csv", "owners")]);
+    match run(&db, &renamed, &[other]).await? {
+        Err(e @ LoadError::Conflict { .. }) => {
+            let m = e.to_string();
+            assert!(m.contains("owners.csv -> owners"), "{m}");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // Declared digests answer without reading the data.
+    let sha = |b: &[u8]| {
+        ring::digest::digest(&ring::digest::SHA256, b)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let mut declared = renamed.clone();
+    declared.files[0].sha256 = Some(sha(other));
+    let never = stream::iter(Vec::<Result<Chunk, Infallible>>::new());
+    let mut client = db.client().await?;
+    match load::load(&mut client, &declared, never, |_| {}).await {
+        Err(LoadError::Conflict { files, .. }) => assert_eq!(files[0].name, "owners.csv"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    declared.files[0].sha256 = Some(sha(OWNERS));
+    let again = run(&db, &declared, &[OWNERS]).await??;
+    assert!(
+        matches!(again.status, LoadStatus::AlreadyLoaded { .. }),
+        "{again:?}"
+    );
+    assert_eq!(db.count("owners").await?, 3, "nothing written twice");
+    // Bytes that are not what was declared are not loaded.
+    let mut lying = spec("lying", &[("owners.csv", "owners")]);
+    lying.files[0].sha256 = Some(sha(other));
+    match run(&db, &lying, &[b"code,name\nL1,Liar\n"]).await? {
+        Err(LoadError::Input { file, source }) => {
+            assert_eq!(file, "owners.csv");
+            assert!(source.to_string().contains("declared"), "{source}");
+        }
+        other => panic!("expected an input error, got {other:?}"),
+    }
+    assert_eq!(db.count("owners").await?, 3);
+    Ok(())
+}

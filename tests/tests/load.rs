@@ -313,6 +313,30 @@ async fn a_load_never_writes_the_ledger_or_the_catalogs() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The same load id with another file is not "already loaded" (which
+/// would load nothing and exit 0): it is refused, exit 3, naming the file
+/// the id belongs to.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_id_with_other_files_is_refused_naming_its_files() -> anyhow::Result<()> {
+    let lw = LoadWorld::new().await?;
+    let cats = lw.file("categories.csv", CATEGORIES)?;
+    let (code, out, err) = lw.load("ops", &lw.start_args("dup", &[(&cats, "category")]))?;
+    assert_eq!(code, Some(0), "{out} {err}");
+    let other = lw.file("more.csv", "code,name\ngames,Games\n")?;
+    let (code, out, err) = lw.load("ops", &lw.start_args("dup", &[(&other, "category")]))?;
+    assert_eq!(code, Some(3), "{out} {err}");
+    assert!(err.contains("categories.csv -> category"), "{err}");
+    assert_eq!(lw.count("category")?, 4, "nothing of more.csv loaded");
+    // The same file again is still simply already loaded.
+    let (code, out, err) = lw.load("ops", &lw.start_args("dup", &[(&cats, "category")]))?;
+    assert_eq!(
+        (code, out["state"].as_str()),
+        (Some(0), Some("already-loaded")),
+        "{out} {err}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_viewer_cannot_start_a_load() -> anyhow::Result<()> {
     let lw = LoadWorld::new().await?;

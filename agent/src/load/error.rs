@@ -57,6 +57,18 @@ pub enum LoadError {
     /// an unknown file...).
     #[error("invalid load request: {0}")]
     Spec(String),
+    /// The load id was loaded before with other content: nothing written.
+    #[error(
+        "load {load_id} conflicts with what was loaded under that id at {loaded_at}: {}; \
+         these files differ from it (SHA-256), so nothing was written; give new data a new load id",
+        describe_files(.files)
+    )]
+    Conflict {
+        load_id: String,
+        loaded_at: String,
+        /// The files the id belongs to.
+        files: Vec<super::FileOutcome>,
+    },
     /// The caller's input stream failed while reading a file.
     #[error("reading file {file} failed, nothing written: {source}")]
     Input {
@@ -89,6 +101,17 @@ impl LoadError {
             _ => &[],
         }
     }
+}
+
+fn describe_files(files: &[super::FileOutcome]) -> String {
+    if files.is_empty() {
+        return "files not recorded".into();
+    }
+    files
+        .iter()
+        .map(|f| format!("{} -> {} ({} rows)", f.name, f.table, f.rows))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn summarize(errors: &[RowError], truncated: bool) -> String {

@@ -20,8 +20,10 @@ pub async fn ensure(client: &Client) -> Result<()> {
              loaded_at timestamptz NOT NULL DEFAULT now(),
              rows      bigint NOT NULL DEFAULT 0,
              bytes     bigint NOT NULL DEFAULT 0,
-             files     jsonb NOT NULL DEFAULT '[]'
-         );"
+             files     jsonb NOT NULL DEFAULT '[]',
+             digest    text
+         );
+         ALTER TABLE {LEDGER_TABLE} ADD COLUMN IF NOT EXISTS digest text;"
     );
     match client.batch_execute(&sql).await {
         Ok(()) => Ok(()),
@@ -72,7 +74,8 @@ pub async fn lookup<C: GenericClient>(client: &C, load_id: &str) -> Result<Optio
     let Some(row) = client
         .query_opt(
             &format!(
-                "SELECT rows, bytes, files::text, loaded_at::text FROM {LEDGER_TABLE} WHERE load_id = $1"
+                "SELECT rows, bytes, files::text, loaded_at::text, to_jsonb(l) ->> 'digest' \
+                 FROM {LEDGER_TABLE} l WHERE load_id = $1"
             ),
             &[&load_id],
         )
@@ -85,6 +88,9 @@ pub async fn lookup<C: GenericClient>(client: &C, load_id: &str) -> Result<Optio
     let bytes: i64 = row.try_get(1).map_err(LoadError::db(ctx()))?;
     let files: String = row.try_get(2).map_err(LoadError::db(ctx()))?;
     let loaded_at: String = row.try_get(3).map_err(LoadError::db(ctx()))?;
+    // Read through jsonb: a ledger created before digests were kept has no
+    // such column until the next load adds it, and still answers.
+    let digest: Option<String> = row.try_get(4).map_err(LoadError::db(ctx()))?;
     // A hand-edited ledger row should not make the load fail: counts stay.
     let files: Vec<FileOutcome> = serde_json::from_str(&files).unwrap_or_default();
     Ok(Some(LoadOutcome {
@@ -93,6 +99,7 @@ pub async fn lookup<C: GenericClient>(client: &C, load_id: &str) -> Result<Optio
         files,
         rows: rows.max(0) as u64,
         bytes: bytes.max(0) as u64,
+        digest,
     }))
 }
 
@@ -102,17 +109,35 @@ pub async fn complete<C: GenericClient>(client: &C, outcome: &LoadOutcome) -> Re
     client
         .execute(
             &format!(
-                "UPDATE {LEDGER_TABLE} SET rows = $2, bytes = $3, files = $4::text::jsonb, loaded_at = now() \
-                 WHERE load_id = $1"
+                "UPDATE {LEDGER_TABLE} SET rows = $2, bytes = $3, files = $4::text::jsonb, digest = $5, \
+                 loaded_at = now() WHERE load_id = $1"
             ),
             &[
                 &outcome.load_id,
                 &(outcome.rows as i64),
                 &(outcome.bytes as i64),
                 &files,
+                &outcome.digest,
             ],
         )
         .await
         .map_err(LoadError::db(format!("recording load {} in {LEDGER_TABLE}", outcome.load_id)))?;
     Ok(())
+}
+
+/// A recorded load answers a repeat of its id only when the content is the
+/// same: `ours` is this load's digest (`None`: unknown). A record without a
+/// digest (written before they were kept) is taken as the same load.
+pub fn check_same(recorded: &LoadOutcome, ours: Option<&str>) -> Result<()> {
+    match (recorded.digest.as_deref(), ours) {
+        (Some(theirs), Some(ours)) if theirs != ours => Err(LoadError::Conflict {
+            load_id: recorded.load_id.clone(),
+            loaded_at: match &recorded.status {
+                LoadStatus::AlreadyLoaded { loaded_at } => loaded_at.clone(),
+                _ => String::new(),
+            },
+            files: recorded.files.clone(),
+        }),
+        _ => Ok(()),
+    }
 }

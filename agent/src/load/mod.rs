@@ -25,8 +25,10 @@
 //! On any refused value the transaction is rolled back and
 //! [`LoadError::Rejected`] lists the first [`LoadSpec::max_errors`] errors
 //! with file, line, column, value and reason. A load id is recorded in
-//! `ferry.load_ledger` in the same transaction: the same id again returns
-//! [`LoadStatus::AlreadyLoaded`] with the original counts and writes nothing.
+//! `ferry.load_ledger` in the same transaction, with the load's content
+//! digest: the same id and content again returns
+//! [`LoadStatus::AlreadyLoaded`] with the original counts and writes nothing;
+//! the same id with other content is [`LoadError::Conflict`].
 //! A dry run does everything, including PostgreSQL's own constraint checks,
 //! then rolls back. Dropping the future (or losing the connection) rolls
 //! back too.
@@ -34,6 +36,7 @@
 mod array;
 mod copy;
 mod datetime;
+mod digest;
 mod error;
 mod header;
 mod ledger;
@@ -50,8 +53,9 @@ pub mod types;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+pub use digest::declared as declared_digest;
 pub use error::{LoadError, Result, RowError};
-pub use ledger::{LEDGER_TABLE, lookup as ledger_lookup};
+pub use ledger::{LEDGER_TABLE, check_same, lookup as ledger_lookup};
 pub use role::superuser_warning;
 pub use run::load;
 pub use schema::{FORBIDDEN_SCHEMAS, check_schemas};
@@ -101,9 +105,13 @@ impl LoadSpec {
 pub struct FileSpec {
     /// Name used in errors and progress (e.g. the client's file name).
     pub name: String,
-    /// Target table, optionally schema-qualified; resolved like PostgreSQL
-    /// resolves an unquoted name (search_path, lower case).
+    /// Target table, optionally schema-qualified; an unqualified name is
+    /// looked up in [`LoadSpec::schemas`] (unquoted names fold to lower case).
     pub table: String,
+    /// The SHA-256 (lowercase hex) the client declares for the file's bytes:
+    /// checked against what arrives, and compared with the ledger's record
+    /// when the load id was loaded before, without reading the data.
+    pub sha256: Option<String>,
 }
 
 impl FileSpec {
@@ -111,6 +119,7 @@ impl FileSpec {
         FileSpec {
             name: name.into(),
             table: table.into(),
+            sha256: None,
         }
     }
 }
@@ -148,6 +157,9 @@ pub struct LoadOutcome {
     pub files: Vec<FileOutcome>,
     pub rows: u64,
     pub bytes: u64,
+    /// The content digest recorded with the load (`None` for a ledger row
+    /// written before digests were kept).
+    pub digest: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use futures::{Stream, StreamExt};
 use tokio_postgres::{Client, Transaction};
 
 use super::copy::CopyWriter;
+use super::digest::{self, FileHash};
 use super::error::{Errors, LoadError, Result, RowError, db_row_error, utf8_error};
 use super::header::{self, MAX_HEADER_BYTES};
 use super::plan::{FilePlan, RowState};
@@ -50,6 +51,13 @@ where
         ledger::claim(&txn, &spec.load_id).await?
     };
     if let Some(outcome) = already {
+        let ours = match digest::declared(spec) {
+            Some(d) => Some(d),
+            // Undeclared content: read it (loading nothing) to compare.
+            None if outcome.digest.is_some() => Some(stream_digest(spec, chunks).await?),
+            None => None,
+        };
+        ledger::check_same(&outcome, ours.as_deref())?;
         tracing::info!(rows = outcome.rows, "load already done: nothing to do");
         return Ok(outcome);
     }
@@ -61,6 +69,7 @@ where
         errors: Errors::new(spec.max_errors),
         refs: HashMap::new(),
         outcomes: Vec::with_capacity(spec.files.len()),
+        digests: Vec::with_capacity(spec.files.len()),
         total: Progress::default(),
     };
     futures::pin_mut!(chunks);
@@ -129,6 +138,12 @@ where
         files: std::mem::take(&mut run.outcomes),
         rows,
         bytes,
+        digest: Some(digest::of_files(
+            spec.files
+                .iter()
+                .zip(&run.digests)
+                .map(|(f, d)| (f.table.as_str(), d.as_str())),
+        )),
     };
     tracing::info!(
         rows,
@@ -153,6 +168,37 @@ where
         .await
         .map_err(LoadError::db(format!("committing load {}", spec.load_id)))?;
     Ok(outcome)
+}
+
+/// The digest of a load's content read from its chunks, loading nothing.
+async fn stream_digest<S, E>(spec: &LoadSpec, chunks: S) -> Result<String>
+where
+    S: Stream<Item = std::result::Result<Chunk, E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut hashes: Vec<FileHash> = spec.files.iter().map(|_| FileHash::new()).collect();
+    futures::pin_mut!(chunks);
+    while let Some(item) = chunks.next().await {
+        let chunk = item.map_err(|e| LoadError::Input {
+            file: String::new(),
+            source: e.into(),
+        })?;
+        let Some(h) = hashes.get_mut(chunk.file) else {
+            return Err(LoadError::Spec(format!(
+                "chunk for file #{} of a load of {} files",
+                chunk.file,
+                spec.files.len()
+            )));
+        };
+        h.update(&chunk.data);
+    }
+    let shas: Vec<String> = hashes.into_iter().map(FileHash::finish).collect();
+    Ok(digest::of_files(
+        spec.files
+            .iter()
+            .zip(&shas)
+            .map(|(f, d)| (f.table.as_str(), d.as_str())),
+    ))
 }
 
 fn check_spec(spec: &LoadSpec) -> Result<()> {
@@ -184,6 +230,8 @@ pub(super) struct Run<'a, 't> {
     /// dropped when a later file loads into that table.
     pub(super) refs: HashMap<(u32, String, String), Arc<RefMap>>,
     outcomes: Vec<FileOutcome>,
+    /// Each finished file's SHA-256, in order.
+    digests: Vec<String>,
     total: Progress,
 }
 
@@ -191,6 +239,7 @@ pub(super) struct Run<'a, 't> {
 struct FileRun {
     idx: usize,
     bytes: u64,
+    hash: FileHash,
     phase: Phase,
 }
 
@@ -214,6 +263,7 @@ impl FileRun {
         FileRun {
             idx,
             bytes: 0,
+            hash: FileHash::new(),
             phase: Phase::Header(Vec::new()),
         }
     }
@@ -258,6 +308,7 @@ impl Run<'_, '_> {
 
     async fn feed(&mut self, f: &mut FileRun, data: &[u8]) -> Result<()> {
         f.bytes += data.len() as u64;
+        f.hash.update(data);
         match &mut f.phase {
             Phase::Skip => Ok(()),
             Phase::Header(pending) => {
@@ -438,6 +489,20 @@ impl Run<'_, '_> {
         self.total.total_rows = done.total_rows;
         self.total.total_bytes = done.total_bytes;
         progress(&done);
+        let sha256 = f.hash.finish();
+        if let Some(declared) = &spec_file.sha256
+            && !declared.eq_ignore_ascii_case(&sha256)
+        {
+            return Err(LoadError::Input {
+                file: spec_file.name.clone(),
+                source: format!(
+                    "the bytes received have SHA-256 {sha256}, not the {declared} declared for the file: \
+                     it changed while it was read, or the upload was damaged; start the load again"
+                )
+                .into(),
+            });
+        }
+        self.digests.push(sha256);
         self.outcomes.push(FileOutcome {
             name: spec_file.name.clone(),
             table: spec_file.table.clone(),

@@ -3,7 +3,8 @@
 //!
 //! Exit codes: 0 loaded (or already loaded, or dry run passed); 1 the data
 //! was rejected or the load failed; 3 refused (role, precondition such as a
-//! load of the same id running); 4 coordinator unreachable.
+//! load of the same id running, or the id loaded before with other files);
+//! 4 coordinator unreachable.
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -208,6 +209,7 @@ fn plan(args: StartArgs) -> anyhow::Result<(pb::LoadSpec, Vec<PathBuf>)> {
             ),
             table: table.clone(),
             size: meta.len(),
+            sha256: sha256_file(path)?,
         });
     }
     let load_id = if args.id.is_empty() {
@@ -225,6 +227,31 @@ fn plan(args: StartArgs) -> anyhow::Result<(pb::LoadSpec, Vec<PathBuf>)> {
         max_errors: args.max_errors,
     };
     Ok((spec, files.into_iter().map(|(p, _)| p).collect()))
+}
+
+/// The file's SHA-256 (lowercase hex): with the tables, what makes a
+/// repeated load id the same load (the agent checks the bytes against it).
+fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; READ_SIZE];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    Ok(ctx
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 fn new_id() -> String {
@@ -433,6 +460,7 @@ pub fn state(s: i32) -> &'static str {
         Ok(LoadState::DryRunPassed) => "dry-run-passed",
         Ok(LoadState::Rejected) => "rejected",
         Ok(LoadState::Failed) => "failed",
+        Ok(LoadState::Conflict) => "conflict",
         _ => "unknown",
     }
 }
@@ -501,6 +529,7 @@ fn print(l: &pb::LoadStatus, out: OutputFormat) -> u8 {
     }
     match LoadState::try_from(l.state) {
         Ok(LoadState::Rejected | LoadState::Failed) => exit::FAILED,
+        Ok(LoadState::Conflict) => exit::REFUSED,
         _ => exit::OK,
     }
 }

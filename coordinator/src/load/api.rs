@@ -73,6 +73,7 @@ impl Inner {
         let id = spec.load_id.clone();
         let prior = self.store.load(&id)?;
         if let Some(done) = prior.as_ref().filter(|p| is_loaded(p.state)) {
+            spec::check_same_content(done, &spec)?;
             let mut done = done.clone();
             done.state = LoadState::AlreadyLoaded as i32;
             return Ok(Err(done));

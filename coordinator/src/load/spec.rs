@@ -36,6 +36,15 @@ pub fn check(spec: pb::LoadSpec) -> Result<pb::LoadSpec> {
             spec.load_id, f.name
         )));
     }
+    if let Some(f) = spec.files.iter().find(|f| {
+        !f.sha256.is_empty()
+            && (f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+    }) {
+        return Err(Error::Invalid(format!(
+            "load {}: file {:?}: its sha256 must be 64 hex digits",
+            spec.load_id, f.name
+        )));
+    }
     if !matches!(spec.delimiter.as_str(), "" | "," | ";") {
         return Err(Error::Invalid(format!(
             "load {}: delimiter {:?} is not `,` or `;`",
@@ -49,6 +58,44 @@ pub fn check(spec: pb::LoadSpec) -> Result<pb::LoadSpec> {
         )));
     }
     Ok(spec)
+}
+
+/// Refuses a repeat of a loaded id whose files differ from the recorded
+/// ones (by table and SHA-256, in order), naming the files the id belongs
+/// to. Either side without digests (an older client) is taken as the same.
+pub fn check_same_content(recorded: &pb::LoadStatus, spec: &pb::LoadSpec) -> Result<()> {
+    let Some(before) = recorded.spec.as_ref() else {
+        return Ok(());
+    };
+    let declared = |s: &pb::LoadSpec| s.files.iter().all(|f| !f.sha256.is_empty());
+    if !declared(before) || !declared(spec) {
+        return Ok(());
+    }
+    let content = |s: &pb::LoadSpec| {
+        s.files
+            .iter()
+            .map(|f| (f.table.clone(), f.sha256.to_ascii_lowercase()))
+            .collect::<Vec<_>>()
+    };
+    if content(before) == content(spec) {
+        return Ok(());
+    }
+    let files = before
+        .files
+        .iter()
+        .map(|f| format!("{} -> {}", f.name, f.table))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(Error::Precondition(format!(
+        "load {} was already loaded (at {}) from {files}, and these files differ from those \
+         (SHA-256): nothing was loaded; give new data a new load id (--id)",
+        recorded.load_id,
+        if recorded.loaded_at.is_empty() {
+            "an earlier time"
+        } else {
+            &recorded.loaded_at
+        }
+    )))
 }
 
 /// A recorded state that means the data is in the database.
@@ -77,6 +124,7 @@ pub fn record_result(status: &mut pb::LoadStatus, command: &pb::CommandStatus) {
             status.errors = o.errors.clone();
             status.errors_truncated = o.errors_truncated;
             status.loaded_at = o.loaded_at.clone();
+            status.error = o.error.clone();
         }
         Some(Outcome::Error(e)) => {
             status.state = LoadState::Failed as i32;
@@ -119,6 +167,7 @@ mod tests {
                 name: "cats.csv".into(),
                 table: "category".into(),
                 size: 10,
+                sha256: String::new(),
             }],
             ..Default::default()
         }
@@ -151,6 +200,33 @@ mod tests {
                 "{s:?} accepted"
             );
         }
+    }
+
+    #[test]
+    fn a_loaded_id_with_other_files_is_refused_naming_them() {
+        let with = |sha: &str| pb::LoadSpec {
+            files: vec![pb::LoadFile {
+                sha256: sha.into(),
+                ..spec().files[0].clone()
+            }],
+            ..spec()
+        };
+        let recorded = pb::LoadStatus {
+            load_id: "l-1".into(),
+            spec: Some(with(&"a".repeat(64))),
+            state: LoadState::Loaded as i32,
+            ..Default::default()
+        };
+        assert!(check_same_content(&recorded, &with(&"A".repeat(64))).is_ok());
+        assert!(
+            check_same_content(&recorded, &with("")).is_ok(),
+            "undeclared"
+        );
+        match check_same_content(&recorded, &with(&"b".repeat(64))) {
+            Err(Error::Precondition(m)) => assert!(m.contains("cats.csv -> category"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(check(with("not-hex")), Err(Error::Invalid(_))));
     }
 
     #[test]
