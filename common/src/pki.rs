@@ -50,7 +50,7 @@ pub fn init(out: &Path, plan: &PkiPlan) -> Result<Vec<PathBuf>> {
             )));
         }
     }
-    std::fs::create_dir_all(out).map_err(|source| Error::Write {
+    create_private_dir(out).map_err(|source| Error::Write {
         path: out.to_owned(),
         source,
     })?;
@@ -64,7 +64,7 @@ pub fn init(out: &Path, plan: &PkiPlan) -> Result<Vec<PathBuf>> {
         .map_err(|source| issue_err("CA", source))?;
     let mut written = vec![
         write(&out.join("ca.pem"), &ca_cert.pem())?,
-        write(&out.join("ca-key.pem"), &ca_key.serialize_pem())?,
+        write_key(&out.join("ca-key.pem"), &ca_key.serialize_pem())?,
     ];
     let issuer = Issuer::new(ca_params, ca_key);
     written.extend(issue_with(
@@ -144,7 +144,7 @@ fn issue_with(
         .map_err(|source| issue_err(&what, source))?;
     let base = file_name(identity);
     // Key first: a reader that sees the new certificate finds its key already there.
-    let key_path = write(&out.join(format!("{base}-key.pem")), &key.serialize_pem())?;
+    let key_path = write_key(&out.join(format!("{base}-key.pem")), &key.serialize_pem())?;
     let cert_path = write(&out.join(format!("{base}.pem")), &cert.pem())?;
     Ok(vec![cert_path, key_path])
 }
@@ -161,6 +161,56 @@ fn issue_err(what: &str, source: rcgen::Error) -> Error {
         what: what.to_string(),
         source,
     }
+}
+
+/// A private key: readable by its owner only (0600).
+fn write_key(path: &Path, contents: &str) -> Result<PathBuf> {
+    write_private(path, contents.as_bytes()).map_err(|source| Error::Write {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(path.to_owned())
+}
+
+/// Creates `dir` (and its parents) and makes it its owner's only (0700):
+/// it holds private keys.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Writes a secret (a private key, credentials) readable by its owner only
+/// (0600), via a temporary file created with that mode and a rename, so it
+/// is never readable by others, not even for a moment, and a reloading
+/// reader never sees half a file.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    // A leftover of a crash may have other permissions: start afresh.
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&tmp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)
 }
 
 /// Writes via a temporary file and rename, so a reloading reader never sees half a file.
@@ -201,6 +251,40 @@ mod tests {
         let before = std::fs::read(dir.path().join("agent-a.pem"))?;
         issue(dir.path(), &Identity::Agent("a".into()), &[])?;
         assert_ne!(before, std::fs::read(dir.path().join("agent-a.pem"))?);
+        Ok(())
+    }
+
+    /// Private keys, the CA's too, are their owner's only, and so is the
+    /// directory; certificates stay readable.
+    #[cfg(unix)]
+    #[test]
+    fn private_keys_are_written_0600_in_a_0700_directory() -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let out = dir.path().join("pki");
+        let plan = PkiPlan {
+            clusters: vec!["a".into()],
+            clients: vec!["admin".into()],
+            ..PkiPlan::default()
+        };
+        let mode = |p: &Path| -> anyhow::Result<u32> {
+            Ok(std::fs::metadata(p)?.permissions().mode() & 0o777)
+        };
+        for path in init(&out, &plan)? {
+            let name = path.display().to_string();
+            if name.ends_with("-key.pem") {
+                assert_eq!(mode(&path)?, 0o600, "{name}");
+            } else {
+                assert_eq!(mode(&path)? & 0o600, 0o600, "{name}");
+            }
+        }
+        assert_eq!(mode(&out)?, 0o700);
+        assert_eq!(mode(&out.join("ca-key.pem"))?, 0o600);
+        // Re-issuing keeps it so, even over a key someone made readable.
+        let key = out.join("agent-a-key.pem");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644))?;
+        issue(&out, &Identity::Agent("a".into()), &[])?;
+        assert_eq!(mode(&key)?, 0o600);
         Ok(())
     }
 

@@ -113,8 +113,12 @@ pub async fn run(args: SandboxArgs, out: OutputFormat) -> anyhow::Result<u8> {
                 "--stores-out needs a --registry or a --bucket-registry to name the buckets after",
             )?;
         ensure_buckets(&cluster, &registry).await?;
-        std::fs::write(path, agent_stores(&cluster, &registry).to_string())
-            .with_context(|| format!("writing the agent's stores file {}", path.display()))?;
+        // It holds the stores' S3 secrets: its owner's only (0600).
+        ferry_common::pki::write_private(
+            path,
+            agent_stores(&cluster, &registry).to_string().as_bytes(),
+        )
+        .with_context(|| format!("writing the agent's stores file {}", path.display()))?;
     }
     let info = json!({
         "kubeconfig": cluster.kubeconfig().display().to_string(),
