@@ -1,6 +1,8 @@
-//! Harness shared by Ferry's tests: a throwaway PostgreSQL, bounded waits.
+//! Harness shared by Ferry's tests: a throwaway PostgreSQL, a real
+//! Kubernetes control plane, bounded waits.
 #![forbid(unsafe_code)]
 
+pub mod kube;
 pub mod pg;
 pub mod wait;
 
