@@ -145,13 +145,30 @@ async fn route_request(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Bod
             );
             Ok(resp)
         }
-        Route::OpenApiV3 if req.uri().path().trim_end_matches('/') == "/openapi/v3" => {
-            Ok(ok(&openapi::v3_root()))
+        Route::OpenApiV3 => {
+            let crds = crd_objects(&ctx.store).await?;
+            let path = req.uri().path().trim_end_matches('/');
+            match path.strip_prefix("/openapi/v3").unwrap_or_default() {
+                "" => Ok(ok(&openapi::v3_root(&types(), &crds))),
+                gv => openapi::v3_document(&types(), &crds, gv)
+                    .map(|doc| ok(&doc))
+                    .ok_or_else(|| K8sError::UnknownResource(path.to_string())),
+            }
         }
-        Route::OpenApiV3 => Err(K8sError::UnknownResource(req.uri().path().to_string())),
         Route::Resource(target) => resource(ctx, req, target, &query).await,
         Route::NotFound => Err(K8sError::UnknownResource(req.uri().path().to_string())),
     }
+}
+
+/// The registered CRD objects by name (their schemas feed OpenAPI v3).
+async fn crd_objects(store: &Store) -> Result<std::collections::BTreeMap<String, Value>> {
+    let gvr = super::resource::Gvr::new("apiextensions.k8s.io", "v1", "customresourcedefinitions");
+    Ok(store
+        .list(&gvr, None, None)
+        .await?
+        .into_iter()
+        .filter_map(|crd| Some((super::object::name(&crd)?.to_string(), crd)))
+        .collect())
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<(String, Bytes)> {

@@ -11,10 +11,13 @@
 //! refused with its path, never dropped. Answers stay JSON: client-go asks
 //! for `protobuf,json` and decodes whichever the server sends.
 
+mod openapi;
 mod schema;
 mod wire;
 
 use base64::Engine;
+
+pub(crate) use openapi::kind_schemas;
 use serde_json::{Map, Value, json};
 
 use schema::{Card, Field, Msg, Ty};
