@@ -167,12 +167,11 @@ pub struct WatchResume {
     pub events: Vec<String>,
 }
 
-/// `kubectl explain deployment.spec.replicas`.
+/// `kubectl explain` of built-in fields: exit code and the lines naming the
+/// group, kind, version and field with its type (descriptions differ).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Explain {
-    pub exit: i32,
-    /// Whether it described the field (name and type).
-    pub described: bool,
+    pub results: BTreeMap<String, (i32, Vec<String>)>,
 }
 
 impl Observations {

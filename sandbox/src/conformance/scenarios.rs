@@ -529,11 +529,26 @@ async fn watch_resume(cx: &Ctx) -> Result<WatchResume> {
 }
 
 async fn explain(cx: &Ctx) -> Result<Explain> {
-    let run = cx.k.run(&["explain", "deployment.spec.replicas"]).await?;
-    Ok(Explain {
-        exit: run.code,
-        described: run.stdout.contains("replicas") && run.stdout.contains("integer"),
-    })
+    let mut results = BTreeMap::new();
+    for field in [
+        "deployment.spec.replicas",
+        "deployment.spec.template.spec.containers.ports",
+        "configmap.data",
+    ] {
+        let run = cx.k.run(&["explain", field]).await?;
+        let header = run
+            .stdout
+            .lines()
+            .filter(|l| {
+                ["GROUP:", "KIND:", "VERSION:", "FIELD:"]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        results.insert(field.to_string(), (run.code, header));
+    }
+    Ok(Explain { results })
 }
 
 #[cfg(test)]
