@@ -80,6 +80,15 @@ pub struct AgentConfig {
     /// TLS server name to expect in the coordinator's certificate, if not the URL's host.
     #[arg(long, env = "FERRY_COORDINATOR_NAME")]
     pub coordinator_name: Option<String>,
+    /// The identity (URI SAN) the coordinator's certificate must carry: an
+    /// agent runs what its coordinator sends, so no other party of the CA
+    /// will do.
+    #[arg(
+        long,
+        env = "FERRY_COORDINATOR_IDENTITY",
+        default_value = ferry_common::identity::COORDINATOR_URI
+    )]
+    pub coordinator_identity: String,
     /// Serve `/healthz`, `/readyz` (ready while registered with the
     /// coordinator) and `/metrics` (Prometheus) over plain HTTP on this
     /// address, e.g. 0.0.0.0:9090; off when unset.
@@ -175,6 +184,14 @@ impl AgentConfig {
         })
     }
 
+    /// What the coordinator's certificate must show.
+    pub fn coordinator_check(&self) -> ferry_common::tls::ServerCheck<'_> {
+        ferry_common::tls::ServerCheck {
+            name: self.coordinator_name.as_deref(),
+            identity: &self.coordinator_identity,
+        }
+    }
+
     pub fn tls_paths(&self) -> TlsPaths {
         let d = TlsPaths::in_dir(&self.pki_dir, &format!("agent-{}", self.cluster_id));
         TlsPaths {
@@ -190,6 +207,7 @@ impl AgentConfig {
             cluster_id: cluster_id.into(),
             coordinator: coordinator.into(),
             coordinator_name: None,
+            coordinator_identity: ferry_common::identity::COORDINATOR_URI.into(),
             http_listen: None,
             pki_dir,
             tls_cert: None,

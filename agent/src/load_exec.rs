@@ -88,10 +88,10 @@ async fn pull_and_load(
     };
     let _ = up_tx.send(hello).await;
     let config = &ctx.config;
-    let channel = ferry_common::tls::connect(
+    let channel = ferry_common::tls::connect_to(
         &config.coordinator,
         &config.tls_paths(),
-        config.coordinator_name.as_deref(),
+        config.coordinator_check(),
         Duration::from_secs(10),
     )
     .await

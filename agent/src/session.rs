@@ -115,10 +115,10 @@ async fn session(
     readiness: &Readiness,
 ) -> Result<()> {
     let config = &ctx.config;
-    let channel = tls::connect(
+    let channel = tls::connect_to(
         &config.coordinator,
         &config.tls_paths(),
-        config.coordinator_name.as_deref(),
+        config.coordinator_check(),
         CONNECT_TIMEOUT,
     )
     .await?;

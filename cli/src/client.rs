@@ -22,6 +22,14 @@ pub struct ClientArgs {
     /// TLS server name to expect in the coordinator's certificate, if not the URL's host.
     #[arg(long, global = true, env = "FERRY_COORDINATOR_NAME")]
     pub coordinator_name: Option<String>,
+    /// The identity (URI SAN) the coordinator's certificate must carry.
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_COORDINATOR_IDENTITY",
+        default_value = ferry_common::identity::COORDINATOR_URI
+    )]
+    pub coordinator_identity: String,
     /// Directory with `ca.pem` and `client-<name>.pem`/`-key.pem`.
     #[arg(long, global = true, env = "FERRY_PKI_DIR", default_value = "pki")]
     pub pki_dir: PathBuf,
@@ -52,10 +60,13 @@ impl ClientArgs {
     }
 
     pub async fn channel(&self) -> Result<Channel, ConnectError> {
-        tls::connect(
+        tls::connect_to(
             &self.coordinator,
             &self.tls_paths(),
-            self.coordinator_name.as_deref(),
+            tls::ServerCheck {
+                name: self.coordinator_name.as_deref(),
+                identity: &self.coordinator_identity,
+            },
             Duration::from_secs(10),
         )
         .await
@@ -134,8 +145,10 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
                 _ => exit::FAILED,
             };
         }
-        if let Some(ConnectError::Connect { .. }) = cause.downcast_ref::<ConnectError>() {
-            return exit::UNAVAILABLE;
+        match cause.downcast_ref::<ConnectError>() {
+            Some(ConnectError::Connect { .. }) => return exit::UNAVAILABLE,
+            Some(ConnectError::Refused { .. }) => return exit::REFUSED,
+            _ => {}
         }
     }
     exit::FAILED

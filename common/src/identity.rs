@@ -8,7 +8,8 @@ use crate::{Error, Result};
 
 const AGENT_PREFIX: &str = "spiffe://ferry/cluster/";
 const CLIENT_PREFIX: &str = "spiffe://ferry/client/";
-const COORDINATOR_URI: &str = "spiffe://ferry/coordinator";
+/// The coordinator's identity unless configured otherwise.
+pub const COORDINATOR_URI: &str = "spiffe://ferry/coordinator";
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Identity {
@@ -68,6 +69,24 @@ impl Identity {
             )
         })
     }
+}
+
+/// Every URI SAN of a DER certificate (none if it does not parse).
+pub fn uri_sans(der: &[u8]) -> Vec<String> {
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return vec![];
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return vec![];
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::URI(uri) => Some(uri.to_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Cluster ids and client names: DNS-label-like, so they are safe in URIs,

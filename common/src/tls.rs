@@ -4,6 +4,7 @@
 //! files changes on disk, so a rotated certificate is used for the next
 //! handshake without a restart and without touching established sessions.
 //! The client side reads the files afresh for every new connection.
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -21,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, Endpoint};
 
 use crate::{Error, Identity, Result};
 
@@ -301,24 +302,192 @@ async fn handshake(
     })
 }
 
-/// Client TLS from the files as they are now.
-pub fn client_tls(paths: &TlsPaths, server_name: Option<&str>) -> Result<ClientTlsConfig> {
-    // Parse first so a bad file is reported by name, not as a handshake failure.
-    read_certs(&paths.ca)?;
-    read_certs(&paths.cert)?;
-    read_key(&paths.key)?;
-    let mut config = ClientTlsConfig::new()
-        .ca_certificate(tonic::transport::Certificate::from_pem(read_file(
-            &paths.ca,
-        )?))
-        .identity(tonic::transport::Identity::from_pem(
-            read_file(&paths.cert)?,
-            read_file(&paths.key)?,
-        ));
-    if let Some(name) = server_name {
-        config = config.domain_name(name);
+/// What a client requires of the server it dials.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerCheck<'a> {
+    /// The DNS or IP name the certificate must carry; the URL's host if `None`.
+    pub name: Option<&'a str>,
+    /// The Ferry identity (URI SAN) the certificate must carry.
+    pub identity: &'a str,
+}
+
+impl<'a> ServerCheck<'a> {
+    /// The coordinator, under its default identity `spiffe://ferry/coordinator`.
+    pub fn coordinator(name: Option<&'a str>) -> Self {
+        ServerCheck {
+            name,
+            identity: crate::identity::COORDINATOR_URI,
+        }
     }
+}
+
+/// Verifies the server's chain and name with webpki, then requires the
+/// expected identity among its URI SANs: a certificate from the same CA
+/// that names another party (a client's, an agent's) is not the
+/// coordinator, whatever its DNS names. Why a certificate was refused is
+/// kept for the caller's error, in words.
+#[derive(Debug)]
+struct IdentityVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    expected: String,
+    refused: Arc<Mutex<Option<String>>>,
+}
+
+impl IdentityVerifier {
+    fn refuse(&self, why: String) {
+        if let Ok(mut slot) = self.refused.lock() {
+            *slot = Some(why);
+        }
+    }
+}
+
+/// A webpki refusal of the server's certificate, in words.
+fn describe_refusal(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer | C::BadSignature => {
+                "its certificate is not issued by the CA this side trusts (--tls-ca / ca.pem)".into()
+            }
+            C::Expired | C::ExpiredContext { .. } => "its certificate has expired".into(),
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                "its certificate is not valid yet (check both clocks)".into()
+            }
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                "its certificate does not carry the name dialled (use --coordinator-name, or reissue it with that DNS/IP name)".into()
+            }
+            C::Revoked => "its certificate is revoked".into(),
+            other => format!("its certificate is refused: {other:?}"),
+        },
+        other => format!("its certificate is refused: {other}"),
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for IdentityVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            .inspect_err(|e| self.refuse(describe_refusal(e)))?;
+        let uris = crate::identity::uri_sans(end_entity);
+        if uris.iter().any(|u| u == &self.expected) {
+            return Ok(verified);
+        }
+        let names = if uris.is_empty() {
+            "no URI".to_string()
+        } else {
+            uris.join(", ")
+        };
+        self.refuse(format!(
+            "its certificate names {names}, not {}: it is not the coordinator (check --coordinator, \
+             or --coordinator-identity if the coordinator has another identity)",
+            self.expected
+        ));
+        Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::ApplicationVerificationFailure,
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Client TLS from the files as they are now, requiring `identity` of the
+/// server; refusals are described in `refused`.
+fn client_config(
+    paths: &TlsPaths,
+    identity: &str,
+    refused: Arc<Mutex<Option<String>>>,
+) -> Result<rustls::ClientConfig> {
+    let what = || format!("client certificate {}", paths.cert.display());
+    let inner =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots(&paths.ca)?, provider())
+            .build()
+            .map_err(|e| Error::Tls {
+                what: format!("CA {}", paths.ca.display()),
+                source: rustls::Error::General(e.to_string()),
+            })?;
+    let verifier = IdentityVerifier {
+        inner,
+        expected: identity.to_string(),
+        refused,
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| Error::Tls {
+            what: what(),
+            source,
+        })?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_client_auth_cert(read_certs(&paths.cert)?, read_key(&paths.key)?)
+        .map_err(|source| Error::Tls {
+            what: what(),
+            source,
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
+}
+
+/// Dials TCP and completes the TLS handshake with our own verifier (tonic's
+/// TLS cannot check the server's URI SAN); tonic sees a plain connection.
+#[derive(Clone)]
+struct TlsConnector {
+    tls: tokio_rustls::TlsConnector,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl tonic::codegen::Service<tonic::codegen::http::Uri> for TlsConnector {
+    type Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: tonic::codegen::http::Uri) -> Self::Future {
+        let tls = self.tls.clone();
+        let name = self.name.clone();
+        Box::pin(async move {
+            let host = uri
+                .host()
+                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no host"))?
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            let tcp = TcpStream::connect((host.as_str(), uri.port_u16().unwrap_or(443))).await?;
+            tcp.set_nodelay(true)?;
+            let stream = tls.connect(name, tcp).await?;
+            Ok(hyper_util::rt::TokioIo::new(stream))
+        })
+    }
 }
 
 /// Errors of connecting a client.
@@ -326,16 +495,33 @@ pub fn client_tls(paths: &TlsPaths, server_name: Option<&str>) -> Result<ClientT
 pub enum ConnectError {
     #[error(transparent)]
     Files(#[from] Error),
-    #[error("bad coordinator address {url}: {source}")]
-    Address {
-        url: String,
-        source: tonic::transport::Error,
-    },
-    #[error("cannot connect to the coordinator at {url}: {source}")]
+    #[error("bad coordinator address {url}: {reason}")]
+    Address { url: String, reason: String },
+    #[error("cannot connect to the coordinator at {url}: {}", chain(.source))]
     Connect {
         url: String,
         source: tonic::transport::Error,
     },
+    /// The server's certificate was refused: not the coordinator, or not
+    /// one this side can trust.
+    #[error("refused the server at {url}: {reason}")]
+    Refused { url: String, reason: String },
+}
+
+/// An error and its causes, `: `-separated (tonic's own says only
+/// "transport error").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 /// The largest HTTP/2 frame either side of a link accepts (the protocol's
@@ -344,22 +530,52 @@ pub const MAX_H2_FRAME: u32 = 256 << 10;
 const CLIENT_STREAM_WINDOW: u32 = 4 * 1024 * 1024;
 const CLIENT_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 
-/// Opens an mTLS channel to `url` (`https://host:port`), reading the files now.
+/// Opens an mTLS channel to the coordinator at `url` (`https://host:port`),
+/// reading the files now; its certificate must name `spiffe://ferry/coordinator`.
 pub async fn connect(
     url: &str,
     paths: &TlsPaths,
     server_name: Option<&str>,
     timeout: Duration,
 ) -> std::result::Result<Channel, ConnectError> {
-    let tls = client_tls(paths, server_name)?;
-    let endpoint = Endpoint::from_shared(url.to_string())
-        .and_then(|e| e.tls_config(tls))
-        .map_err(|source| ConnectError::Address {
-            url: url.to_string(),
-            source,
-        })?
+    connect_to(url, paths, ServerCheck::coordinator(server_name), timeout).await
+}
+
+/// Opens an mTLS channel to `url` (`https://host:port`), reading the files
+/// now, to a server whose certificate passes `check`.
+pub async fn connect_to(
+    url: &str,
+    paths: &TlsPaths,
+    check: ServerCheck<'_>,
+    timeout: Duration,
+) -> std::result::Result<Channel, ConnectError> {
+    let address = |reason: String| ConnectError::Address {
+        url: url.to_string(),
+        reason,
+    };
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| address("Ferry speaks only mutual TLS: use https://host:port".into()))?;
+    let refused = Arc::new(Mutex::new(None));
+    let config = client_config(paths, check.identity, refused.clone())?;
+    // tonic dials `http://` through our connector, which does the TLS.
+    let endpoint =
+        Endpoint::from_shared(format!("http://{rest}")).map_err(|e| address(e.to_string()))?;
+    let host = endpoint
+        .uri()
+        .host()
+        .ok_or_else(|| address("no host".into()))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let name = rustls::pki_types::ServerName::try_from(check.name.map_or(host, str::to_string))
+        .map_err(|e| address(format!("bad TLS server name: {e}")))?;
+    let connector = TlsConnector {
+        tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        name,
+    };
+    let endpoint = endpoint
         .connect_timeout(timeout)
-        .tcp_nodelay(true)
         // Bulk data (the relay's frames) in both directions: windows as large
         // as the coordinator's, so a stream is not stalled waiting for window
         // updates on a long link; what a slow reader lets pile up stays bounded.
@@ -371,11 +587,17 @@ pub async fn connect(
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true);
-    endpoint
-        .connect()
-        .await
-        .map_err(|source| ConnectError::Connect {
-            url: url.to_string(),
-            source,
-        })
+    match endpoint.connect_with_connector(connector).await {
+        Ok(channel) => Ok(channel),
+        Err(source) => match refused.lock().ok().and_then(|mut r| r.take()) {
+            Some(reason) => Err(ConnectError::Refused {
+                url: url.to_string(),
+                reason,
+            }),
+            None => Err(ConnectError::Connect {
+                url: url.to_string(),
+                source,
+            }),
+        },
+    }
 }

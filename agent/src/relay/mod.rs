@@ -95,10 +95,10 @@ impl RelayContext {
     }
 
     async fn channel(&self) -> Result<Channel, ferry_common::tls::ConnectError> {
-        ferry_common::tls::connect(
+        ferry_common::tls::connect_to(
             &self.config.coordinator,
             &self.config.tls_paths(),
-            self.config.coordinator_name.as_deref(),
+            self.config.coordinator_check(),
             Duration::from_secs(10),
         )
         .await

@@ -161,6 +161,7 @@ pub async fn run(b: LoadBench) -> anyhow::Result<u8> {
     let client = ClientArgs {
         coordinator: url,
         coordinator_name: None,
+        coordinator_identity: ferry_common::identity::COORDINATOR_URI.into(),
         pki_dir,
         client_name: "admin".into(),
         tls_cert: None,

@@ -117,6 +117,7 @@ pub async fn run(args: DemoArgs, out: OutputFormat) -> anyhow::Result<u8> {
     let client = ClientArgs {
         coordinator: coordinator.url(),
         coordinator_name: None,
+        coordinator_identity: ferry_common::identity::COORDINATOR_URI.into(),
         pki_dir: pki_dir.clone(),
         client_name: "admin".into(),
         tls_cert: None,
