@@ -57,7 +57,8 @@ impl State {
         };
         for name in DEFAULT_NAMESPACES {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-            let obj = state.fill_new(obj, name, None, "Namespace", false);
+            let mut obj = state.fill_new(obj, name, None, "Namespace", false);
+            super::defaults::apply("Namespace", &mut obj);
             state.commit(
                 &ns,
                 (String::new(), (*name).into()),

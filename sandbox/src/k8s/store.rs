@@ -223,8 +223,8 @@ impl Store {
             object::set_status(&mut obj, None);
         }
         set_type_fields(&mut obj, &rt, rt.storage_version());
+        let mut obj = state.fill_new(obj, &name, ns.as_deref(), &rt.kind, rt.tracks_generation);
         super::defaults::apply(&rt.kind, &mut obj);
-        let obj = state.fill_new(obj, &name, ns.as_deref(), &rt.kind, rt.tracks_generation);
         if rt.kind == "CustomResourceDefinition" {
             state.register_crd_type(&obj)?;
         }
