@@ -6,7 +6,7 @@
 //!
 //! Normalised means: the run's namespace is `$NS`, server-generated name
 //! suffixes are `<generated>`, and nothing that differs between two correct
-//! servers (uids, timestamps, resourceVersions, cluster IPs) is recorded.
+//! servers (uids, timestamps, resourceVersions, allocated cluster IPs) is recorded.
 //! Every object a scenario makes carries the label `suite=conformance`, so
 //! selectors skip what a real cluster adds on its own (`kube-root-ca.crt`).
 
@@ -45,6 +45,7 @@ pub struct CreateNamespace {
     pub exit: i32,
     pub output: String,
     pub phase: Option<String>,
+    pub labels: Value,
     pub dry_run_output: String,
     /// Whether the dry-run namespace exists afterwards (it must not).
     pub dry_run_left_object: bool,
@@ -60,6 +61,8 @@ pub struct TypedCreates {
     pub secret_type: Option<String>,
     pub service_ports: Value,
     pub service_selector: Value,
+    /// The Service's spec without its allocated `clusterIP(s)`.
+    pub service_spec: Value,
     pub serviceaccount_exists: bool,
     /// `kubectl create -f` of an object with only `generateName`.
     pub generated_name: String,
@@ -75,6 +78,8 @@ pub struct CreateDeployment {
     pub labels: Value,
     pub containers: Value,
     pub generation: Option<i64>,
+    /// The whole spec, with the server's defaults.
+    pub spec: Value,
 }
 
 /// `kubectl scale deployment --replicas=3`.

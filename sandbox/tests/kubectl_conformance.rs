@@ -60,6 +60,7 @@ async fn kubectl_conformance_scenarios() -> Result<()> {
     let ns = &o.create_namespace;
     assert_eq!((ns.exit, ns.output.as_str()), (0, "namespace/$NS created"));
     assert_eq!(ns.phase.as_deref(), Some("Active"));
+    assert_eq!(ns.labels, json!({"kubernetes.io/metadata.name": "$NS"}));
     assert_eq!(
         ns.dry_run_output,
         "namespace/$NS-dry created (server dry run)"
@@ -87,6 +88,18 @@ async fn kubectl_conformance_scenarios() -> Result<()> {
         json!([{"name": "80-8080", "port": 80, "protocol": "TCP", "targetPort": 8080}])
     );
     assert_eq!(t.service_selector, json!({"app": "web"}));
+    assert_eq!(
+        t.service_spec,
+        json!({
+            "internalTrafficPolicy": "Cluster",
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack",
+            "ports": t.service_ports,
+            "selector": {"app": "web"},
+            "sessionAffinity": "None",
+            "type": "ClusterIP",
+        })
+    );
     assert!(t.serviceaccount_exists);
     assert_eq!(t.generated_name, "configmap/gen-<generated>");
 
@@ -103,6 +116,35 @@ async fn kubectl_conformance_scenarios() -> Result<()> {
         json!([{"name": "web", "image": "registry.example/web:1.0", "ports": [{"containerPort": 8080, "protocol": "TCP"}]}])
     );
     assert_eq!(d.generation, Some(1));
+    assert_eq!(
+        d.spec,
+        json!({
+            "progressDeadlineSeconds": 600,
+            "replicas": 1,
+            "revisionHistoryLimit": 10,
+            "selector": {"matchLabels": {"app": "web"}},
+            "strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}, "type": "RollingUpdate"},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "containers": d.containers.as_array().map(|c| c.iter().map(|c| json!({
+                        "image": c["image"],
+                        "imagePullPolicy": "IfNotPresent",
+                        "name": c["name"],
+                        "ports": c["ports"],
+                        "resources": {},
+                        "terminationMessagePath": "/dev/termination-log",
+                        "terminationMessagePolicy": "File",
+                    })).collect::<Vec<_>>()),
+                    "dnsPolicy": "ClusterFirst",
+                    "restartPolicy": "Always",
+                    "schedulerName": "default-scheduler",
+                    "securityContext": {},
+                    "terminationGracePeriodSeconds": 30,
+                },
+            },
+        })
+    );
 
     let sc = &o.scale;
     assert_eq!(

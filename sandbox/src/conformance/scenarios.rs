@@ -31,6 +31,12 @@ impl Ctx {
         s.replace(&self.ns, "$NS").trim_end().to_string()
     }
 
+    /// [`Ctx::norm`] applied to every string in a JSON value.
+    fn norm_value(&self, v: &Value) -> Result<Value> {
+        serde_json::from_str(&self.norm(&v.to_string()))
+            .context("a normalised value is no longer JSON")
+    }
+
     fn n<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
         let mut v = args.to_vec();
         v.extend(["-n", self.ns.as_str()]);
@@ -116,6 +122,7 @@ async fn create_namespace(cx: &Ctx) -> Result<CreateNamespace> {
         exit: created.code,
         output: cx.norm(&created.stdout),
         phase: at(&ns, &["status", "phase"]).as_str().map(str::to_string),
+        labels: cx.norm_value(&at(&ns, &["metadata", "labels"]))?,
         dry_run_output: cx.norm(&dry),
         dry_run_left_object: dry_left,
     })
@@ -164,6 +171,14 @@ async fn typed_creates(cx: &Ctx) -> Result<TypedCreates> {
         secret_type: at(&secret, &["type"]).as_str().map(str::to_string),
         service_ports: at(&svc, &["spec", "ports"]),
         service_selector: at(&svc, &["spec", "selector"]),
+        service_spec: {
+            let mut spec = at(&svc, &["spec"]);
+            if let Some(map) = spec.as_object_mut() {
+                map.remove("clusterIP");
+                map.remove("clusterIPs");
+            }
+            spec
+        },
         serviceaccount_exists: sa.ok(),
         generated_name,
     })
@@ -194,6 +209,7 @@ async fn create_deployment(cx: &Ctx) -> Result<CreateDeployment> {
         labels: at(&d, &["metadata", "labels"]),
         containers: Value::Array(containers),
         generation: int_at(&d, &["metadata", "generation"]),
+        spec: at(&d, &["spec"]),
     })
 }
 
