@@ -36,7 +36,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
-        let message = e.to_string();
+        // An error may embed a peer's own input: never echo it in full.
+        let message = ferry_common::limits::cap_message(e.to_string());
         match e {
             Error::UnknownAgent(_)
             | Error::UnknownCommand(_)

@@ -25,9 +25,6 @@ use crate::relay::{RelayHub, RelayService, TransfersApi};
 use crate::store::Store;
 use crate::{CoordinatorConfig, Error, Result};
 
-/// The largest relay message: a 64 MiB chunk and its envelope.
-const MAX_RELAY_MESSAGE: usize = 64 * 1024 * 1024 + 64 * 1024;
-
 pub struct RunningCoordinator {
     pub addr: SocketAddr,
     pub fleet: Arc<Fleet>,
@@ -116,9 +113,12 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
         .build_v1()
         .map_err(|e| Error::Invalid(format!("reflection descriptors: {e}")))?;
 
+    // What each service accepts from a peer: what it needs, no more
+    // (ferry_common::limits). Answers are not capped here (lists grow).
+    use ferry_common::limits::{CONTROL_MESSAGE, LINK_MESSAGE, LOAD_MESSAGE, RELAY_MESSAGE};
     let relay_service = RelayServer::new(RelayService { hub: relay.clone() })
-        .max_decoding_message_size(MAX_RELAY_MESSAGE)
-        .max_encoding_message_size(MAX_RELAY_MESSAGE);
+        .max_decoding_message_size(RELAY_MESSAGE)
+        .max_encoding_message_size(RELAY_MESSAGE);
     let router = tonic::transport::Server::builder()
         // Bulk data: windows large enough to keep a chunk in flight per stream.
         .initial_stream_window_size(Some(4 * 1024 * 1024))
@@ -126,13 +126,23 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
         .max_frame_size(Some(ferry_common::tls::MAX_H2_FRAME))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(AgentLinkServer::new(LinkService::new(fleet.clone())))
-        .add_service(FleetServer::new(FleetApi::new(fleet.clone(), auth)))
+        .add_service(
+            AgentLinkServer::new(LinkService::new(fleet.clone()))
+                .max_decoding_message_size(LINK_MESSAGE),
+        )
+        .add_service(
+            FleetServer::new(FleetApi::new(fleet.clone(), auth))
+                .max_decoding_message_size(CONTROL_MESSAGE),
+        )
         .add_service(relay_service)
-        .add_service(TransfersServer::new(transfers))
-        .add_service(LoadsServer::new(loads))
-        .add_service(MigrationsServer::new(migrations))
-        .add_service(LoadDataServer::new(LoadDataService { hub: load_hub }));
+        .add_service(TransfersServer::new(transfers).max_decoding_message_size(CONTROL_MESSAGE))
+        .add_service(LoadsServer::new(loads).max_decoding_message_size(LOAD_MESSAGE))
+        .add_service(MigrationsServer::new(migrations).max_decoding_message_size(CONTROL_MESSAGE))
+        .add_service(
+            LoadDataServer::new(LoadDataService { hub: load_hub })
+                .max_decoding_message_size(CONTROL_MESSAGE)
+                .max_encoding_message_size(LOAD_MESSAGE),
+        );
     // Separate from `shutdown`: the endpoint outlives the drain.
     let http_stop = CancellationToken::new();
     let readiness = Readiness::not_ready("starting");

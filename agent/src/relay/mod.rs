@@ -27,11 +27,9 @@ use crate::progress::Progress;
 pub const DEFAULT_CHUNK_SIZE: u64 = 8 * 1024 * 1024;
 pub const DEFAULT_PARALLELISM: u32 = 4;
 /// A chunk crosses in frames of at most this much: what each hop holds per message.
-pub const FRAME_SIZE: usize = 1024 * 1024;
+pub const FRAME_SIZE: usize = ferry_common::limits::RELAY_FRAME;
 /// Frames each object's sender may read ahead of the link.
 const FRAMES_AHEAD: usize = 4;
-/// A chunk message may carry up to this much besides its data.
-const MESSAGE_OVERHEAD: usize = 64 * 1024;
 /// S3 refuses multipart parts below 5 MiB (but the last), and a chunk is a part.
 pub const MIN_CHUNK_SIZE: u64 = 5 * 1024 * 1024;
 /// The largest chunk anyone may ask for: it bounds memory everywhere.
@@ -104,8 +102,10 @@ impl RelayContext {
         .await
     }
 
-    fn client(&self, channel: Channel, chunk_size: u64) -> pb::relay_client::RelayClient<Channel> {
-        let limit = chunk_size as usize + MESSAGE_OVERHEAD;
+    /// Relay messages are one frame and its header at most, whatever the
+    /// chunk size: that is all either side accepts.
+    fn client(&self, channel: Channel) -> pb::relay_client::RelayClient<Channel> {
+        let limit = ferry_common::limits::RELAY_MESSAGE;
         pb::relay_client::RelayClient::new(channel)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit)

@@ -120,7 +120,7 @@ async fn session(
         })))
         .await;
     let mut down = ctx
-        .client(channel, super::MAX_CHUNK_SIZE)
+        .client(channel)
         .sink(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
         .map_err(|s| link_or_fatal(&cmd.job_id, s))?

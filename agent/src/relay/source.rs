@@ -17,6 +17,9 @@ use super::{
 use crate::objects::Scoped;
 
 const MANIFEST_BATCH: usize = 1000;
+/// ...and at most this many bytes of keys and versions, so a batch of long
+/// keys still fits a relay message (ferry_common::limits::RELAY_MESSAGE).
+const MANIFEST_BATCH_BYTES: usize = 512 * 1024;
 
 fn up(msg: Up) -> pb::SourceUp {
     pb::SourceUp { msg: Some(msg) }
@@ -70,7 +73,7 @@ async fn session(
         })))
         .await;
     let mut down = ctx
-        .client(channel, chunk_size)
+        .client(channel)
         .source(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
         .map_err(|s| link_or_fatal(&cmd.job_id, s))?
@@ -214,6 +217,7 @@ async fn send_manifest(
     let root = scope.list_root();
     let mut listing = scope.open.store.list(root.as_ref());
     let mut batch = Vec::with_capacity(MANIFEST_BATCH);
+    let mut batch_bytes = 0usize;
     let (mut objects, mut bytes) = (0u64, 0u64);
     while let Some(meta) = listing.next().await {
         let meta = meta.map_err(|source| RelayError::List {
@@ -226,6 +230,8 @@ async fn send_manifest(
         };
         objects += 1;
         bytes += meta.size;
+        // Key and version, plus what protobuf adds around them.
+        batch_bytes += key.len() + meta.e_tag.as_ref().map_or(32, String::len) + 32;
         batch.push(pb::ManifestEntry {
             key,
             size: meta.size,
@@ -233,7 +239,8 @@ async fn send_manifest(
                 format!("{}-{}", meta.size, meta.last_modified.timestamp_millis())
             }),
         });
-        if batch.len() == MANIFEST_BATCH {
+        if batch.len() == MANIFEST_BATCH || batch_bytes >= MANIFEST_BATCH_BYTES {
+            batch_bytes = 0;
             let entries = std::mem::replace(&mut batch, Vec::with_capacity(MANIFEST_BATCH));
             if tx
                 .send(up(Up::Manifest(pb::ManifestBatch {

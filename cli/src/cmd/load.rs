@@ -19,7 +19,7 @@ use crate::output::{self, OutputFormat};
 use crate::{ClientArgs, exit};
 
 /// Bytes read from disk per chunk: nothing is staged beyond one chunk per file.
-const READ_SIZE: usize = 256 * 1024;
+const READ_SIZE: usize = ferry_common::limits::LOAD_CHUNK;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum LoadCommand {

@@ -94,7 +94,10 @@ impl LoadHub {
         cluster: &str,
         attempt: u32,
     ) -> Result<(Arc<Live>, Streaming<pb::LoadUpload>), Status> {
-        let entry = lock(&self.live).get(load_id).cloned().ok_or_else(|| {
+        let entry = lock(&self.live).get(load_id).cloned();
+        // The id is the agent's input here: errors repeat only its start.
+        let load_id = &ferry_common::limits::shorten(load_id);
+        let entry = entry.ok_or_else(|| {
             Status::failed_precondition(format!(
                 "no upload of load {load_id} is waiting at this coordinator (the client's upload ended, or the coordinator restarted); submit the load again"
             ))

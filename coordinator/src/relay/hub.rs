@@ -21,6 +21,30 @@ use crate::store::Store;
 /// Messages buffered per direction: chunks cross as frames of at most ~1 MiB,
 /// so a few MiB per transfer whatever the chunk and object sizes.
 const PIPE_DEPTH: usize = 4;
+/// Relay streams one agent may hold open at once (a migration runs a source
+/// or a sink per transfer, about a dozen): what bounds the coordinator's
+/// memory for an agent's streams, with the message cap.
+pub const MAX_STREAMS_PER_AGENT: usize = 32;
+/// A stream must say which transfer it is for within this.
+const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// One open relay stream of an agent; counted until dropped.
+struct StreamPermit {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    cluster: String,
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut open = lock(&self.open);
+        if let Some(n) = open.get_mut(&self.cluster) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.cluster);
+            }
+        }
+    }
+}
 
 /// Faults for tests: set through the library, never from the command line.
 #[derive(Default)]
@@ -87,6 +111,8 @@ struct Job {
 pub struct RelayHub {
     store: Store,
     jobs: Mutex<HashMap<String, Arc<Job>>>,
+    /// Open relay streams per cluster.
+    open: Arc<Mutex<HashMap<String, usize>>>,
     next_conn: AtomicU64,
     pub faults: RelayFaults,
 }
@@ -111,6 +137,7 @@ impl RelayHub {
         Self {
             store,
             jobs: Mutex::new(HashMap::new()),
+            open: Arc::default(),
             next_conn: AtomicU64::new(1),
             faults: RelayFaults::default(),
         }
@@ -134,13 +161,31 @@ impl RelayHub {
         lock(&self.jobs).get(id).map(|j| lock(&j.progress).clone())
     }
 
+    /// Counts a stream of `cluster`, refusing one above the bound.
+    fn permit(&self, cluster: &str) -> Result<StreamPermit, Status> {
+        let mut open = lock(&self.open);
+        let n = open.entry(cluster.to_string()).or_default();
+        if *n >= MAX_STREAMS_PER_AGENT {
+            return Err(Status::resource_exhausted(format!(
+                "cluster {cluster} already holds {MAX_STREAMS_PER_AGENT} relay streams, the most one agent may; \
+                 let some transfers finish"
+            )));
+        }
+        *n += 1;
+        Ok(StreamPermit {
+            open: self.open.clone(),
+            cluster: cluster.to_string(),
+        })
+    }
+
     /// Checks the first message and that the caller is this side's cluster.
+    /// The permit counts the stream until its inbound side is done.
     async fn admit<T: prost::Message + Default>(
         &self,
         req: Request<Streaming<T>>,
         side: Side,
         hello: impl Fn(T) -> Option<pb::RelayHello>,
-    ) -> Result<(String, Streaming<T>), Status> {
+    ) -> Result<(String, Streaming<T>, StreamPermit), Status> {
         let cluster = match peer(&req)?.identity {
             Identity::Agent(c) => c,
             other => {
@@ -149,31 +194,38 @@ impl RelayHub {
                 )));
             }
         };
+        let permit = self.permit(&cluster)?;
         let mut inbound = req.into_inner();
-        let first =
-            inbound.message().await?.and_then(hello).ok_or_else(|| {
-                Status::invalid_argument("the first relay message must be `hello`")
-            })?;
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "no relay `hello` within {}s",
+                    HELLO_TIMEOUT.as_secs()
+                ))
+            })??
+            .and_then(hello)
+            .ok_or_else(|| Status::invalid_argument("the first relay message must be `hello`"))?;
+        let job_id = ferry_common::limits::shorten(&first.job_id);
         let transfer = self
             .store
             .transfer(&first.job_id)?
-            .ok_or_else(|| Status::not_found(format!("no transfer {}", first.job_id)))?;
+            .ok_or_else(|| Status::not_found(format!("no transfer {job_id}")))?;
         let expected = match side {
             Side::Source => transfer.source.map(|s| s.cluster_id),
             Side::Sink => transfer.target.map(|t| t.cluster_id),
         };
         if expected.as_deref() != Some(cluster.as_str()) {
             return Err(Status::permission_denied(format!(
-                "cluster {cluster} is not the {} of transfer {}",
+                "cluster {cluster} is not the {} of transfer {job_id}",
                 if side == Side::Source {
                     "source"
                 } else {
                     "target"
                 },
-                first.job_id
             )));
         }
-        Ok((first.job_id, inbound))
+        Ok((first.job_id, inbound, permit))
     }
 }
 
@@ -224,7 +276,7 @@ impl Relay for RelayService {
         &self,
         req: Request<Streaming<pb::SourceUp>>,
     ) -> Result<Response<Self::SourceStream>, Status> {
-        let (job_id, mut inbound) = self
+        let (job_id, mut inbound, permit) = self
             .hub
             .admit(req, Side::Source, |m: pb::SourceUp| match m.msg {
                 Some(source_up::Msg::Hello(h)) => Some(h),
@@ -238,6 +290,7 @@ impl Relay for RelayService {
         tracing::info!(transfer = %job_id, conn, "relay source connected");
         let hub = self.hub.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             while let Ok(Some(msg)) = inbound.message().await {
                 let down = match msg.msg {
                     Some(source_up::Msg::ManifestBegin(m)) => sink_down::Msg::ManifestBegin(m),
@@ -272,7 +325,7 @@ impl Relay for RelayService {
         &self,
         req: Request<Streaming<pb::SinkUp>>,
     ) -> Result<Response<Self::SinkStream>, Status> {
-        let (job_id, mut inbound) = self
+        let (job_id, mut inbound, permit) = self
             .hub
             .admit(req, Side::Sink, |m: pb::SinkUp| match m.msg {
                 Some(sink_up::Msg::Hello(h)) => Some(h),
@@ -297,6 +350,7 @@ impl Relay for RelayService {
         }
         tracing::info!(transfer = %job_id, conn, "relay sink connected");
         tokio::spawn(async move {
+            let _permit = permit;
             while let Ok(Some(msg)) = inbound.message().await {
                 let up = match msg.msg {
                     Some(sink_up::Msg::Need(n)) => source_down::Msg::Send(n),

@@ -3,5 +3,5 @@
 mod hub;
 mod transfers;
 
-pub use hub::{Progress, RelayFaults, RelayHub, RelayService};
+pub use hub::{MAX_STREAMS_PER_AGENT, Progress, RelayFaults, RelayHub, RelayService};
 pub use transfers::TransfersApi;

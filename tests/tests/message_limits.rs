@@ -1,0 +1,112 @@
+//! What a peer can make the coordinator hold: each service accepts messages
+//! only as large as it needs (relay: one frame and its header; control
+//! calls far less), errors repeat only the start of a peer's input, and one
+//! agent holds a bounded number of relay streams.
+use std::time::Duration;
+
+use ferry_common::limits;
+use ferry_common::pb::{self, fleet_client::FleetClient, relay_client::RelayClient, source_up};
+use ferry_common::tls::{self, TlsPaths};
+use ferry_tests::World;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+async fn channel(w: &World, party: &str) -> anyhow::Result<Channel> {
+    let paths = TlsPaths::in_dir(&w.pki, party);
+    let mut last = None;
+    for _ in 0..100 {
+        match tls::connect(&w.url(), &paths, None, Duration::from_secs(5)).await {
+            Ok(c) => return Ok(c),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(anyhow::anyhow!("coordinator not reachable: {last:?}"))
+}
+
+fn hello(job_id: String) -> pb::SourceUp {
+    pb::SourceUp {
+        msg: Some(source_up::Msg::Hello(pb::RelayHello { job_id })),
+    }
+}
+
+/// A relay call whose stream says `first` (if anything) and stays open.
+async fn open_source(
+    relay: &mut RelayClient<Channel>,
+    first: Option<pb::SourceUp>,
+) -> (Result<(), tonic::Status>, mpsc::Sender<pb::SourceUp>) {
+    let (tx, rx) = mpsc::channel(1);
+    if let Some(m) = first {
+        let _ = tx.send(m).await;
+    }
+    let res = relay.source(ReceiverStream::new(rx)).await.map(|_| ());
+    (res, tx)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_are_capped_echoes_cut_and_relay_streams_bounded() -> anyhow::Result<()> {
+    let w = World::new(&["a"], &["admin"])?;
+    let _coordinator = w.coordinator(&["admin=admin"], &[])?;
+    let agent = channel(&w, "agent-a").await?;
+    let mut relay = RelayClient::new(agent.clone()).max_encoding_message_size(64 << 20);
+
+    // A relay hello of 2 MiB is more than a frame and its header: refused unread.
+    let (res, _tx) = open_source(&mut relay, Some(hello("j".repeat(2 << 20)))).await;
+    let status = res.expect_err("a 2 MiB hello must be refused");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+        ),
+        "{status:?}"
+    );
+    assert!(status.message().len() < 1024, "{}", status.message().len());
+
+    // An id that fits is echoed cut, not in full.
+    let (res, _tx) = open_source(&mut relay, Some(hello("k".repeat(100_000)))).await;
+    let status = res.expect_err("no such transfer");
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    assert!(
+        status.message().len() < 512 && status.message().contains("100000 bytes"),
+        "{} bytes: {}",
+        status.message().len(),
+        &status.message()[..status.message().len().min(300)]
+    );
+
+    // Control calls take far less than a relay frame.
+    let client = channel(&w, "client-admin").await?;
+    let mut fleet = FleetClient::new(client).max_encoding_message_size(64 << 20);
+    let status = fleet
+        .get_agent(pb::GetAgentRequest {
+            cluster_id: "c".repeat(limits::CONTROL_MESSAGE + 1),
+        })
+        .await
+        .expect_err("an oversized control request must be refused");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+        ),
+        "{status:?}"
+    );
+
+    // One agent holds at most so many relay streams: the next is refused at
+    // once, not left to pile up (these never even say hello).
+    let mut open = Vec::new();
+    for _ in 0..ferry_coordinator::relay::MAX_STREAMS_PER_AGENT {
+        let mut r = RelayClient::new(agent.clone());
+        let (tx, rx) = mpsc::channel::<pb::SourceUp>(1);
+        open.push(tx);
+        tokio::spawn(async move { r.source(ReceiverStream::new(rx)).await.map(|_| ()) });
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (res, _tx) = tokio::time::timeout(Duration::from_secs(5), open_source(&mut relay, None))
+        .await
+        .map_err(|_| anyhow::anyhow!("the stream above the bound was not refused"))?;
+    let status = res.expect_err("above the bound");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("cluster a"), "{status:?}");
+    drop(open);
+    Ok(())
+}
