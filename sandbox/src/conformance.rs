@@ -121,8 +121,17 @@ pub struct Diff {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DryRun {
     pub apply_output: String,
+    /// Client-side `apply --dry-run=server` (a dry-run strategic merge patch).
+    pub client_side_apply_output: String,
     pub delete_output: String,
     pub live_after: Value,
+    /// `create deployment --dry-run=server -o json`: which server-set
+    /// metadata the answer carries (`uid`, `resourceVersion`, …: present or
+    /// not) and its replicas.
+    pub created_metadata: BTreeMap<String, bool>,
+    pub created_replicas: Option<i64>,
+    /// Whether the dry-run Deployment exists afterwards (it must not).
+    pub created_left_object: bool,
 }
 
 /// Selector → the `-o name` lines kubectl printed, sorted.

@@ -185,7 +185,28 @@ async fn kubectl_conformance_scenarios() -> Result<()> {
         dry.delete_output,
         "configmap \"settings\" deleted from $NS namespace (server dry run)"
     );
+    assert_eq!(
+        dry.client_side_apply_output,
+        "configmap/settings configured (server dry run)"
+    );
     assert_eq!(dry.live_after["mode"], "two", "a dry run wrote");
+    // A dry-run create answers what would be stored, minus the
+    // resourceVersion that only a real write assigns.
+    let meta = |f: &str| dry.created_metadata.get(f).copied();
+    assert_eq!(
+        (
+            meta("uid"),
+            meta("creationTimestamp"),
+            meta("generation"),
+            meta("resourceVersion")
+        ),
+        (Some(true), Some(true), Some(true), Some(false))
+    );
+    assert_eq!(dry.created_replicas, Some(1));
+    assert!(
+        !dry.created_left_object,
+        "a dry-run create left the Deployment behind"
+    );
 
     let names = |list: &[&str]| {
         list.iter()

@@ -304,14 +304,37 @@ async fn dry_run(cx: &Ctx) -> Result<DryRun> {
     let applied =
         cx.k.ok(&cx.n(&["apply", "--server-side", "--dry-run=server", "-f", &three]))
             .await?;
+    let client_side =
+        cx.k.ok(&cx.n(&["apply", "--dry-run=server", "-f", &three]))
+            .await?;
     let deleted =
         cx.k.ok(&cx.n(&["delete", "configmap", "settings", "--dry-run=server"]))
             .await?;
     let cm = cx.get("configmap", "settings").await?;
+    let created =
+        cx.k.json(&cx.n(&[
+            "create",
+            "deployment",
+            "dry",
+            "--image=registry.example/web:1.0",
+            "--dry-run=server",
+            "-o",
+            "json",
+        ]))
+        .await?;
+    let created_metadata = ["uid", "resourceVersion", "creationTimestamp", "generation"]
+        .into_iter()
+        .map(|f| (f.to_string(), !at(&created, &["metadata", f]).is_null()))
+        .collect();
+    let left = cx.k.run(&cx.n(&["get", "deployment", "dry"])).await?;
     Ok(DryRun {
         apply_output: cx.norm(&applied),
+        client_side_apply_output: cx.norm(&client_side),
         delete_output: cx.norm(&deleted),
         live_after: at(&cm, &["data"]),
+        created_metadata,
+        created_replicas: int_at(&created, &["spec", "replicas"]),
+        created_left_object: left.ok(),
     })
 }
 
