@@ -46,7 +46,7 @@ pub use error::{K8sError, Result};
 pub use fault::{FaultHook, Operation, Verb};
 pub use list::{ListParams, ObjectList};
 pub use patch::PatchKind;
-pub use protobuf::{ProtobufError, WireErrorText};
+pub use protobuf::ProtobufError;
 pub use resource::{Gvr, ResourceType, ScaleSpec, split_api_version};
 pub use selector::{FieldSelector, LabelSelector};
 pub use server::ServerHandle;

@@ -34,7 +34,7 @@ pub enum ProtobufError {
     #[error("the body does not start with the Kubernetes protobuf envelope \"k8s\\0\"")]
     NoEnvelope,
     #[error("in the protobuf envelope: {0}")]
-    Envelope(WireErrorText),
+    Envelope(String),
     #[error(
         "the protobuf envelope carries content encoding \"{0}\"; the sandbox reads only unencoded bodies"
     )]
@@ -53,16 +53,6 @@ pub enum ProtobufError {
         path: String,
         reason: String,
     },
-}
-
-/// A wire error rendered to text (keeps the wire module private).
-#[derive(Debug)]
-pub struct WireErrorText(String);
-
-impl std::fmt::Display for WireErrorText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 impl ProtobufError {
@@ -105,7 +95,7 @@ pub(crate) fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;
-    let mut decoder = Decoder {
+    let decoder = Decoder {
         kind: &envelope.kind,
     };
     let mut obj = Map::new();
@@ -127,10 +117,10 @@ struct Envelope<'a> {
 
 impl<'a> Envelope<'a> {
     fn read(bytes: &'a [u8]) -> Result<Self, ProtobufError> {
-        let text = |e: WireError| ProtobufError::Envelope(WireErrorText(e.to_string()));
+        let text = |e: WireError| ProtobufError::Envelope(e.to_string());
         let utf8 = |b: &[u8], what: &str| {
             String::from_utf8(b.to_vec())
-                .map_err(|_| ProtobufError::Envelope(WireErrorText(format!("{what} is not UTF-8"))))
+                .map_err(|_| ProtobufError::Envelope(format!("{what} is not UTF-8")))
         };
         let mut env = Envelope {
             api_version: String::new(),
@@ -156,9 +146,7 @@ impl<'a> Envelope<'a> {
             }
         }
         if env.kind.is_empty() {
-            return Err(ProtobufError::Envelope(WireErrorText(
-                "typeMeta.kind is empty".into(),
-            )));
+            return Err(ProtobufError::Envelope("typeMeta.kind is empty".into()));
         }
         Ok(env)
     }
@@ -187,7 +175,7 @@ impl Decoder<'_> {
 
     /// One message as a JSON object, zero `omitempty` fields left out.
     fn message(
-        &mut self,
+        &self,
         msg: &Msg,
         bytes: &[u8],
         path: &str,
@@ -223,7 +211,7 @@ impl Decoder<'_> {
     }
 
     fn field(
-        &mut self,
+        &self,
         field: &Field,
         value: Wire<'_>,
         path: &str,
@@ -294,7 +282,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn single(&mut self, ty: Ty, value: Wire<'_>, path: &str) -> Result<Value, ProtobufError> {
+    fn single(&self, ty: Ty, value: Wire<'_>, path: &str) -> Result<Value, ProtobufError> {
         Ok(match ty {
             Ty::Str => json!(self.string(value, path)?),
             Ty::Bytes => {
@@ -324,7 +312,7 @@ impl Decoder<'_> {
     }
 
     fn map_entry(
-        &mut self,
+        &self,
         ty: Ty,
         bytes: &[u8],
         path: &str,
