@@ -22,6 +22,20 @@ impl FleetApi {
     }
 }
 
+/// The kind of a command, for the audit log.
+fn command_kind(spec: Option<&pb::CommandSpec>) -> String {
+    let Some(kind) = spec.and_then(|s| s.kind.as_ref()) else {
+        return "unknown".into();
+    };
+    // `Ping(PingCommand { .. })` → `ping`: the variant's name, lower case.
+    let debug = format!("{kind:?}");
+    debug
+        .split(['(', ' ', '{'])
+        .next()
+        .unwrap_or("unknown")
+        .to_ascii_lowercase()
+}
+
 #[tonic::async_trait]
 impl fleet_server::Fleet for FleetApi {
     #[tracing::instrument(skip_all)]
@@ -29,7 +43,7 @@ impl fleet_server::Fleet for FleetApi {
         &self,
         req: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
-        self.auth.require(&req, Role::Viewer)?;
+        self.auth.require(&req, Role::Viewer, "agents.list", "")?;
         Ok(Response::new(pb::ListAgentsResponse {
             agents: self.fleet.agents()?,
         }))
@@ -40,8 +54,10 @@ impl fleet_server::Fleet for FleetApi {
         &self,
         req: Request<pb::GetAgentRequest>,
     ) -> Result<Response<pb::AgentInfo>, Status> {
-        self.auth.require(&req, Role::Viewer)?;
-        Ok(Response::new(self.fleet.agent(&req.get_ref().cluster_id)?))
+        let cluster = &req.get_ref().cluster_id;
+        self.auth
+            .require(&req, Role::Viewer, "agents.get", cluster)?;
+        Ok(Response::new(self.fleet.agent(cluster)?))
     }
 
     #[tracing::instrument(skip_all, fields(cluster = %req.get_ref().cluster_id))]
@@ -49,16 +65,24 @@ impl fleet_server::Fleet for FleetApi {
         &self,
         req: Request<pb::SubmitCommandRequest>,
     ) -> Result<Response<pb::CommandStatus>, Status> {
-        let by = self.auth.require(&req, Role::Operator)?;
-        let r = req.into_inner();
+        // What is asked of which cluster: `command.ping` on `a`.
+        let action = format!("command.{}", command_kind(req.get_ref().spec.as_ref()));
+        let cluster = req.get_ref().cluster_id.clone();
+        let by = self.auth.require(&req, Role::Operator, &action, &cluster)?;
+        let r = req.get_ref();
         let spec = r
             .spec
+            .clone()
             .ok_or_else(|| Status::invalid_argument("submit_command: `spec` is required"))?;
-        let status = self
+        let submitted = self
             .fleet
-            .submit(&r.cluster_id, spec, &r.request_id, &by)
-            .await?;
-        Ok(Response::new(status))
+            .submit(&cluster, spec, &r.request_id, &by)
+            .await
+            .map_err(Status::from);
+        Ok(Response::new(
+            self.auth
+                .audit_refusal(&req, &action, &cluster, submitted)?,
+        ))
     }
 
     #[tracing::instrument(skip_all, fields(command = %req.get_ref().command_id))]
@@ -66,7 +90,12 @@ impl fleet_server::Fleet for FleetApi {
         &self,
         req: Request<pb::WaitCommandRequest>,
     ) -> Result<Response<pb::CommandStatus>, Status> {
-        self.auth.require(&req, Role::Viewer)?;
+        self.auth.require(
+            &req,
+            Role::Viewer,
+            "command.wait",
+            &req.get_ref().command_id,
+        )?;
         let r = req.into_inner();
         let timeout = Duration::from_millis(r.timeout_ms).min(MAX_WAIT);
         Ok(Response::new(
@@ -79,9 +108,13 @@ impl fleet_server::Fleet for FleetApi {
         &self,
         req: Request<pb::ForgetAgentRequest>,
     ) -> Result<Response<pb::ForgetAgentResponse>, Status> {
-        let by = self.auth.require(&req, Role::Admin)?;
         let cluster = &req.get_ref().cluster_id;
-        self.fleet.forget(cluster)?;
+        let by = self
+            .auth
+            .require(&req, Role::Admin, "agents.forget", cluster)?;
+        let forgotten = self.fleet.forget(cluster).map_err(Status::from);
+        self.auth
+            .audit_refusal(&req, "agents.forget", cluster, forgotten)?;
         tracing::info!(%cluster, %by, "agent forgotten");
         Ok(Response::new(pb::ForgetAgentResponse {}))
     }

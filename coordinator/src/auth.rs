@@ -4,9 +4,11 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use ferry_common::Identity;
 use ferry_common::tls::PeerInfo;
+use ferry_common::{Identity, pb};
 use tonic::{Request, Status};
+
+use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
@@ -61,9 +63,11 @@ impl FromStr for RoleBinding {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Authorizer {
     roles: HashMap<String, Role>,
+    /// Where refusals are recorded (the audit log); none in unit tests.
+    audit: Option<Store>,
 }
 
 impl Authorizer {
@@ -73,11 +77,89 @@ impl Authorizer {
                 .iter()
                 .map(|b| (b.client.clone(), b.role))
                 .collect(),
+            audit: None,
         }
     }
 
-    /// The calling client's name, if its role is at least `needed`.
-    pub fn require<T>(&self, req: &Request<T>, needed: Role) -> Result<String, Status> {
+    /// Records every refusal in `store`'s audit log.
+    pub fn with_audit(mut self, store: Store) -> Self {
+        self.audit = Some(store);
+        self
+    }
+
+    /// The calling client's name, if its role is at least `needed`. A
+    /// refusal is audited and logged: who, `action` on `object`, and why.
+    pub fn require<T>(
+        &self,
+        req: &Request<T>,
+        needed: Role,
+        action: &str,
+        object: &str,
+    ) -> Result<String, Status> {
+        self.check(req, needed)
+            .inspect_err(|status| self.refused(req, action, object, status))
+    }
+
+    /// Records a refused call — `{action}-denied` on `object` by the peer of
+    /// `req`, with the reason — in the audit log and the log.
+    pub fn refused<T>(&self, req: &Request<T>, action: &str, object: &str, why: &Status) {
+        self.refused_by(&actor(req), action, object, why);
+    }
+
+    /// [`Authorizer::refused`] for a caller named already (see [`actor`]).
+    pub fn refused_by(&self, who: &str, action: &str, object: &str, why: &Status) {
+        let object = ferry_common::limits::shorten(object);
+        tracing::warn!(%who, %action, %object, code = ?why.code(), reason = %why.message(), "call refused");
+        if let Some(store) = &self.audit {
+            let entry = pb::AuditEntry {
+                actor: who.to_string(),
+                action: format!("{action}-denied"),
+                object,
+                detail: why.message().to_string(),
+                ..Default::default()
+            };
+            if let Err(e) = store.audit(entry) {
+                tracing::error!(error = %e, %who, %action, "cannot append a refusal to the audit log");
+            }
+        }
+    }
+
+    /// Audits `result` if it is a refusal (not allowed, or the state does
+    /// not allow it) rather than a failure, and passes it on.
+    pub fn audit_refusal<T, R>(
+        &self,
+        req: &Request<T>,
+        action: &str,
+        object: &str,
+        result: Result<R, Status>,
+    ) -> Result<R, Status> {
+        self.audit_refusal_by(&actor(req), action, object, result)
+    }
+
+    /// [`Authorizer::audit_refusal`] for a caller named already.
+    pub fn audit_refusal_by<R>(
+        &self,
+        who: &str,
+        action: &str,
+        object: &str,
+        result: Result<R, Status>,
+    ) -> Result<R, Status> {
+        if let Err(status) = &result
+            && matches!(
+                status.code(),
+                tonic::Code::PermissionDenied
+                    | tonic::Code::Unauthenticated
+                    | tonic::Code::FailedPrecondition
+            )
+        {
+            self.refused_by(who, action, object, status);
+        }
+        result
+    }
+
+    /// The calling client's name, if its role is at least `needed`; a
+    /// refusal is the caller's to audit.
+    pub fn check<T>(&self, req: &Request<T>, needed: Role) -> Result<String, Status> {
         match peer(req)?.identity {
             Identity::Client(name) => match self.roles.get(&name) {
                 Some(role) if *role >= needed => Ok(name),
@@ -92,6 +174,17 @@ impl Authorizer {
                 "{other} may not call the client API; use a client certificate (spiffe://ferry/client/<name>)"
             ))),
         }
+    }
+}
+
+/// Who a request comes from, as the audit log names it: `client/<name>`,
+/// `cluster/<id>`, `coordinator`, or `unauthenticated`.
+pub fn actor<T>(req: &Request<T>) -> String {
+    match peer(req).map(|p| p.identity) {
+        Ok(Identity::Client(name)) => format!("client/{name}"),
+        Ok(Identity::Agent(cluster)) => format!("cluster/{cluster}"),
+        Ok(Identity::Coordinator) => "coordinator".to_string(),
+        Err(_) => "unauthenticated".to_string(),
     }
 }
 

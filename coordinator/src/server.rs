@@ -73,7 +73,8 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
         shutdown.child_token(),
     ));
     crate::metrics::observe_sessions(Arc::downgrade(&fleet));
-    let auth = Arc::new(Authorizer::new(&config.roles));
+    // Every refused call is audited: who, what, why.
+    let auth = Arc::new(Authorizer::new(&config.roles).with_audit(store.clone()));
     let transfers = TransfersApi::new(fleet.clone(), relay.clone(), store.clone(), auth.clone())?;
     let load_hub = Arc::new(LoadHub::default());
     let loads = LoadsApi::new(fleet.clone(), load_hub.clone(), store.clone(), auth.clone())?;

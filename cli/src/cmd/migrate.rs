@@ -428,13 +428,17 @@ fn audit_table(entries: &[pb::AuditEntry]) -> String {
                 e.at_unix_ms.to_string(),
                 e.actor.clone(),
                 e.action.clone(),
-                e.migration_id.clone(),
+                if e.migration_id.is_empty() {
+                    e.object.clone()
+                } else {
+                    e.migration_id.clone()
+                },
                 e.detail.clone(),
             ]
         })
         .collect();
     output::table(
-        &["SEQ", "AT (ms)", "ACTOR", "ACTION", "MIGRATION", "DETAIL"],
+        &["SEQ", "AT (ms)", "ACTOR", "ACTION", "OBJECT", "DETAIL"],
         &rows,
     )
 }

@@ -229,7 +229,12 @@ impl Loads for LoadsApi {
         &self,
         req: Request<Streaming<pb::LoadUpload>>,
     ) -> Result<Response<EventStream>, Status> {
-        let by = self.inner.auth.require(&req, Role::Operator)?;
+        // The load's id is in the upload's first message, not read yet.
+        let by = self
+            .inner
+            .auth
+            .require(&req, Role::Operator, "load.start", "")?;
+        let who = crate::auth::actor(&req);
         let mut upload = req.into_inner();
         let spec = match upload.message().await?.and_then(|m| m.msg) {
             Some(load_upload::Msg::Spec(s)) => spec::check(s)?,
@@ -240,7 +245,17 @@ impl Loads for LoadsApi {
             }
         };
         let (tx, rx) = mpsc::channel(16);
-        match self.inner.begin(spec, &by, upload).await? {
+        let load_id = spec.load_id.clone();
+        let begun = self
+            .inner
+            .begin(spec, &by, upload)
+            .await
+            .map_err(Status::from);
+        let begun = self
+            .inner
+            .auth
+            .audit_refusal_by(&who, "load.start", &load_id, begun)?;
+        match begun {
             Err(done) => {
                 tracing::info!(load = %done.load_id, "load already loaded; answering from the record");
                 let _ = tx.send(Ok(final_event(done))).await;
@@ -266,7 +281,9 @@ impl Loads for LoadsApi {
         &self,
         req: Request<pb::GetLoadRequest>,
     ) -> Result<Response<pb::LoadStatus>, Status> {
-        self.inner.auth.require(&req, Role::Viewer)?;
+        self.inner
+            .auth
+            .require(&req, Role::Viewer, "load.get", &req.get_ref().load_id)?;
         Ok(Response::new(self.inner.status(&req.get_ref().load_id)?))
     }
 
@@ -274,7 +291,9 @@ impl Loads for LoadsApi {
         &self,
         req: Request<pb::ListLoadsRequest>,
     ) -> Result<Response<pb::ListLoadsResponse>, Status> {
-        self.inner.auth.require(&req, Role::Viewer)?;
+        self.inner
+            .auth
+            .require(&req, Role::Viewer, "load.list", "")?;
         let mut loads = self.inner.store.loads()?;
         loads.sort_by_key(|l| l.started_at_unix_ms);
         Ok(Response::new(pb::ListLoadsResponse { loads }))
@@ -286,7 +305,9 @@ impl Loads for LoadsApi {
         &self,
         req: Request<pb::GetLoadRequest>,
     ) -> Result<Response<WatchStream>, Status> {
-        self.inner.auth.require(&req, Role::Viewer)?;
+        self.inner
+            .auth
+            .require(&req, Role::Viewer, "load.watch", &req.get_ref().load_id)?;
         let id = req.into_inner().load_id;
         let first = self.inner.status(&id)?;
         let inner = self.inner.clone();

@@ -4,14 +4,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use ferry_common::pb::{self, migrations_server::Migrations};
-use ferry_common::{Identity, telemetry};
+use ferry_common::telemetry;
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::engine::{Engine, is_resting};
-use crate::auth::{Authorizer, Role, peer};
+use crate::auth::{Authorizer, Role, actor};
 
 pub struct MigrationsApi {
     engine: Engine,
@@ -31,15 +31,11 @@ impl MigrationsApi {
         action: &str,
         migration: &str,
     ) -> Result<String, Status> {
-        match self.auth.require(req, needed) {
+        match self.auth.check(req, needed) {
             Ok(name) => Ok(format!("client/{name}")),
             Err(status) => {
-                let who = match peer(req).map(|p| p.identity) {
-                    Ok(Identity::Client(name)) => format!("client/{name}"),
-                    Ok(Identity::Agent(cluster)) => format!("cluster/{cluster}"),
-                    Ok(Identity::Coordinator) => "coordinator".to_string(),
-                    Err(_) => "unauthenticated".to_string(),
-                };
+                let who = actor(req);
+                tracing::warn!(%who, %action, %migration, reason = %status.message(), "call refused");
                 self.engine.audit(
                     &who,
                     &format!("{action}-denied"),

@@ -161,6 +161,22 @@ impl RelayHub {
         lock(&self.jobs).get(id).map(|j| lock(&j.progress).clone())
     }
 
+    /// Audits and logs a refused stream, and hands the refusal back.
+    fn refuse(&self, who: &str, action: &str, object: &str, status: Status) -> Status {
+        tracing::warn!(%who, %action, %object, reason = %status.message(), "call refused");
+        let entry = pb::AuditEntry {
+            actor: who.to_string(),
+            action: format!("{action}-denied"),
+            object: object.to_string(),
+            detail: status.message().to_string(),
+            ..Default::default()
+        };
+        if let Err(e) = self.store.audit(entry) {
+            tracing::error!(error = %e, %who, %action, "cannot append a refusal to the audit log");
+        }
+        status
+    }
+
     /// Counts a stream of `cluster`, refusing one above the bound.
     fn permit(&self, cluster: &str) -> Result<StreamPermit, Status> {
         let mut open = lock(&self.open);
@@ -186,15 +202,26 @@ impl RelayHub {
         side: Side,
         hello: impl Fn(T) -> Option<pb::RelayHello>,
     ) -> Result<(String, Streaming<T>, StreamPermit), Status> {
+        let action = if side == Side::Source {
+            "relay.source"
+        } else {
+            "relay.sink"
+        };
+        let who = crate::auth::actor(&req);
         let cluster = match peer(&req)?.identity {
             Identity::Agent(c) => c,
             other => {
-                return Err(Status::permission_denied(format!(
-                    "{other} may not open a relay stream"
-                )));
+                return Err(self.refuse(
+                    &who,
+                    action,
+                    "",
+                    Status::permission_denied(format!("{other} may not open a relay stream")),
+                ));
             }
         };
-        let permit = self.permit(&cluster)?;
+        let permit = self
+            .permit(&cluster)
+            .map_err(|s| self.refuse(&who, action, "", s))?;
         let mut inbound = req.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
@@ -216,14 +243,19 @@ impl RelayHub {
             Side::Sink => transfer.target.map(|t| t.cluster_id),
         };
         if expected.as_deref() != Some(cluster.as_str()) {
-            return Err(Status::permission_denied(format!(
-                "cluster {cluster} is not the {} of transfer {job_id}",
-                if side == Side::Source {
-                    "source"
-                } else {
-                    "target"
-                },
-            )));
+            return Err(self.refuse(
+                &who,
+                action,
+                &job_id,
+                Status::permission_denied(format!(
+                    "cluster {cluster} is not the {} of transfer {job_id}",
+                    if side == Side::Source {
+                        "source"
+                    } else {
+                        "target"
+                    },
+                )),
+            ));
         }
         Ok((first.job_id, inbound, permit))
     }

@@ -332,7 +332,10 @@ impl Transfers for TransfersApi {
         &self,
         req: Request<pb::StartTransferRequest>,
     ) -> Result<Response<pb::TransferStatus>, Status> {
-        self.inner.auth.require(&req, Role::Operator)?;
+        let id = req.get_ref().transfer_id.clone();
+        self.inner
+            .auth
+            .require(&req, Role::Operator, "transfer.start", &id)?;
         // The agents' source and sink commands continue the caller's trace.
         let span = tracing::info_span!(
             "call",
@@ -349,7 +352,12 @@ impl Transfers for TransfersApi {
         &self,
         req: Request<pb::GetTransferRequest>,
     ) -> Result<Response<pb::TransferStatus>, Status> {
-        self.inner.auth.require(&req, Role::Viewer)?;
+        self.inner.auth.require(
+            &req,
+            Role::Viewer,
+            "transfer.get",
+            &req.get_ref().transfer_id,
+        )?;
         Ok(Response::new(
             self.inner.status(&req.get_ref().transfer_id)?,
         ))
@@ -361,7 +369,12 @@ impl Transfers for TransfersApi {
         &self,
         req: Request<pb::GetTransferRequest>,
     ) -> Result<Response<WatchStream>, Status> {
-        self.inner.auth.require(&req, Role::Viewer)?;
+        self.inner.auth.require(
+            &req,
+            Role::Viewer,
+            "transfer.watch",
+            &req.get_ref().transfer_id,
+        )?;
         let id = req.into_inner().transfer_id;
         let first = self.inner.status(&id)?;
         let inner = self.inner.clone();
