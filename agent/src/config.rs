@@ -143,6 +143,12 @@ pub struct AgentConfig {
         default_value = "keycloak-admin"
     )]
     pub keycloak_admin_secret: String,
+    /// A program printing Keycloak's own export of the realms it is given
+    /// as arguments (`kc.sh export --users realm_file` documents on stdout),
+    /// run on identity export to carry users' password hashes, which the
+    /// Admin API never returns; unset: users travel without credentials.
+    #[arg(long, env = "FERRY_KEYCLOAK_EXPORT_COMMAND")]
+    pub keycloak_export_command: Option<PathBuf>,
     /// Bytes this cluster declares it can take for a migrated registry
     /// (volumes and buckets), reported by preflight; unset: no declaration.
     #[arg(long, env = "FERRY_CAPACITY_BYTES")]
@@ -221,6 +227,7 @@ impl AgentConfig {
             keycloak_admin_user: None,
             keycloak_admin_password: None,
             keycloak_admin_secret: "keycloak-admin".into(),
+            keycloak_export_command: None,
             capacity_bytes: None,
             backoff_base: Duration::from_millis(200),
             backoff_cap: Duration::from_secs(5),

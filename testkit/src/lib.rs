@@ -2,6 +2,7 @@
 //! Kubernetes control plane, bounded waits.
 #![forbid(unsafe_code)]
 
+pub mod keycloak;
 pub mod kube;
 pub mod pg;
 pub mod wait;

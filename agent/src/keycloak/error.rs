@@ -40,6 +40,13 @@ pub enum AdminError {
 
     #[error("could not set up the HTTPS client for Keycloak: {0}")]
     Setup(String),
+
+    #[error(
+        "Keycloak's export command {command} did not give the users' credentials: {message}; \
+         check --keycloak-export-command (it must print the realms' documents of `kc.sh \
+         export --users realm_file` on stdout)"
+    )]
+    ExportCommand { command: String, message: String },
 }
 
 pub type Result<T, E = AdminError> = std::result::Result<T, E>;

@@ -13,8 +13,9 @@ use super::error::{AdminError, Result};
 /// Users fetched per request.
 const PAGE: i32 = 200;
 
-/// One realm with its users, as carried from source to target.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One realm with its users, as carried from source to target. Its users
+/// may hold password hashes: `Debug` shows counts, never them.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RealmExport {
     pub realm: String,
@@ -24,6 +25,21 @@ pub struct RealmExport {
     /// Sorted by username; each with `groups` (paths), `realmRoles` and
     /// `clientRoles` filled in, ready for `partialImport`.
     pub users: Vec<UserRepresentation>,
+}
+
+impl std::fmt::Debug for RealmExport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let with_credentials = self
+            .users
+            .iter()
+            .filter(|u| u.credentials.as_ref().is_some_and(|c| !c.is_empty()))
+            .count();
+        f.debug_struct("RealmExport")
+            .field("realm", &self.realm)
+            .field("users", &self.users.len())
+            .field("users_with_credentials", &with_credentials)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AdminClient {

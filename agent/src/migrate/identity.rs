@@ -2,6 +2,12 @@
 //! source's Keycloak into a store (`<prefix><realm>.json`, one document per
 //! realm, overwritten on a repeat) and imported on the target with the SKIP
 //! strategy (realm first, then users), so a repeat adds nothing twice.
+//!
+//! Users' password hashes come from Keycloak's own export, run through the
+//! configured export command after the Admin API export (so every user the
+//! API listed is in it); they travel inside the realm's document and are
+//! created with the user on the target, so a user logs in there with the
+//! same password. Without the command users arrive without credentials.
 
 use ferry_common::pb;
 use k8s_openapi::api::core::v1::Secret;
@@ -12,7 +18,7 @@ use super::Step;
 use super::cluster::{absent_if_missing, get_dynamic, routes};
 use super::error::{Result, StepError, kube_err};
 use super::storage;
-use crate::keycloak::{AdminClient, AdminCredentials, RealmExport, registry_realms};
+use crate::keycloak::{AdminClient, AdminCredentials, ExportCommand, RealmExport, registry_realms};
 use crate::platform::{KEYCLOAK_NAMESPACE, KEYCLOAK_ROUTE, route_url};
 use crate::relay::RelayContext;
 
@@ -25,9 +31,10 @@ pub(super) async fn export(
 ) -> Result<pb::IdentityReport> {
     let scope = step.ctx.stores.scoped(&cmd.store, &cmd.prefix)?;
     let keycloak = admin(step.ctx, &step.client).await?;
-    let mut report = pb::IdentityReport::default();
-    for realm in registry_realms(step.registry) {
-        if !keycloak.realm_exists(&realm).await? {
+    let realms = registry_realms(step.registry);
+    let mut exports = Vec::new();
+    for realm in &realms {
+        if !keycloak.realm_exists(realm).await? {
             return Err(StepError::State(format!(
                 "realm {realm} does not exist in Keycloak at {}; the registry's realms are \
                  {}; create it (or restore it) on the source and retry",
@@ -35,7 +42,30 @@ pub(super) async fn export(
                 registry_realms(step.registry).join(", ")
             )));
         }
-        let exported = keycloak.export_realm(&realm).await?;
+        exports.push(keycloak.export_realm(realm).await?);
+    }
+    let credentials = match &step.ctx.config.keycloak_export_command {
+        Some(program) => Some(ExportCommand::new(program).credentials(&realms).await?),
+        None => {
+            tracing::warn!(
+                "no --keycloak-export-command: users are exported without their passwords and \
+                 will have to reset them on the target"
+            );
+            None
+        }
+    };
+    let mut report = pb::IdentityReport::default();
+    for mut exported in exports {
+        let realm = exported.realm.clone();
+        if let Some(credentials) = &credentials {
+            let with = credentials.attach(&realm, &mut exported.users);
+            tracing::info!(
+                realm,
+                users = exported.users.len(),
+                with_credentials = with,
+                "attached users' credentials"
+            );
+        }
         let json = exported.to_json().map_err(|e| {
             StepError::State(format!("could not encode the export of realm {realm}: {e}"))
         })?;
