@@ -27,6 +27,7 @@ mod list;
 mod object;
 mod openapi;
 mod patch;
+mod printers;
 mod protobuf;
 mod resource;
 mod route;

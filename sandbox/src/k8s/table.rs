@@ -1,11 +1,12 @@
 //! `meta.k8s.io/v1` Table answers, which `kubectl get` asks for to print its
-//! columns: NAME and AGE (STATUS for namespaces), or a CRD's
-//! `additionalPrinterColumns`.
+//! columns: a built-in kind's columns as kube-apiserver prints them (see
+//! `printers`), or a CRD's `additionalPrinterColumns`.
 
 use serde_json::{Value, json};
 
 use super::clock;
 use super::object;
+use super::printers::{self, AGE};
 use super::resource::{PrinterColumn, ResourceType};
 
 /// True when the Accept header asks for a Table.
@@ -13,30 +14,63 @@ pub fn wants_table(accept: &str) -> bool {
     accept.split(',').any(|part| part.contains("as=Table"))
 }
 
-fn columns_of(rt: &ResourceType) -> Vec<PrinterColumn> {
-    let col = |name: &str, column_type: &str, json_path: &str| PrinterColumn {
-        name: name.into(),
-        column_type: column_type.into(),
-        json_path: json_path.into(),
-        priority: 0,
-    };
-    if !rt.printer_columns.is_empty() {
-        return rt.printer_columns.clone();
-    }
-    let mut cols = Vec::new();
-    if rt.kind == "Namespace" {
-        cols.push(col("Status", "string", ".status.phase"));
-    }
-    cols.push(col("Age", "date", ".metadata.creationTimestamp"));
-    cols
+/// Where a column's cells come from.
+enum Source {
+    /// A CRD column's simple `.a.b` path.
+    Path(String),
+    /// A built-in kind's printer.
+    Computed(fn(&Value) -> Value),
+    /// The object's age, from creationTimestamp.
+    Age,
 }
 
-fn cell(column: &PrinterColumn, obj: &Value) -> Value {
-    let value = object::get_path(obj, &column.json_path);
-    match (column.column_type.as_str(), value) {
-        (_, None | Some(Value::Null)) => json!("<none>"),
-        ("date", Some(Value::String(s))) => json!(clock::human_age(s)),
-        (_, Some(v)) => v.clone(),
+struct Column {
+    name: String,
+    column_type: String,
+    priority: i64,
+    source: Source,
+}
+
+fn columns_of(rt: &ResourceType) -> Vec<Column> {
+    if !rt.printer_columns.is_empty() {
+        return rt
+            .printer_columns
+            .iter()
+            .map(|c: &PrinterColumn| Column {
+                name: c.name.clone(),
+                column_type: c.column_type.clone(),
+                priority: c.priority,
+                source: Source::Path(c.json_path.clone()),
+            })
+            .collect();
+    }
+    printers::builtin_columns(&rt.kind)
+        .iter()
+        .map(|p| Column {
+            name: p.name.into(),
+            column_type: p.column_type.into(),
+            priority: p.priority,
+            source: if p.name == AGE {
+                Source::Age
+            } else {
+                Source::Computed(p.cell)
+            },
+        })
+        .collect()
+}
+
+fn cell(column: &Column, obj: &Value) -> Value {
+    match &column.source {
+        Source::Computed(f) => f(obj),
+        Source::Age => match object::get_path(obj, ".metadata.creationTimestamp") {
+            Some(Value::String(s)) => json!(clock::human_age(s)),
+            _ => json!("<unknown>"),
+        },
+        Source::Path(path) => match (column.column_type.as_str(), object::get_path(obj, path)) {
+            (_, None | Some(Value::Null)) => json!("<none>"),
+            ("date", Some(Value::String(s))) => json!(clock::human_age(s)),
+            (_, Some(v)) => v.clone(),
+        },
     }
 }
 
