@@ -37,6 +37,14 @@ pub struct Observations {
     pub errors: Errors,
     pub watch_resume: WatchResume,
     pub explain: Explain,
+    pub table_headers: TableHeaders,
+}
+
+/// The header line `kubectl get` prints per kind (and with `-o wide`): the
+/// columns the server's Table names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableHeaders {
+    pub results: BTreeMap<String, String>,
 }
 
 /// `kubectl create namespace`, with and without `--dry-run=server`.

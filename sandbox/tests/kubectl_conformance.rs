@@ -311,6 +311,32 @@ async fn kubectl_conformance_scenarios() -> Result<()> {
             ])
         ))
     );
+
+    let headers: Vec<(&str, &str)> = o
+        .table_headers
+        .results
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            ("configmaps", "NAME DATA AGE"),
+            ("deployments", "NAME READY UP-TO-DATE AVAILABLE AGE"),
+            (
+                "deployments -o wide",
+                "NAME READY UP-TO-DATE AVAILABLE AGE CONTAINERS IMAGES SELECTOR"
+            ),
+            ("namespaces $NS", "NAME STATUS AGE"),
+            ("secrets", "NAME TYPE DATA AGE"),
+            ("serviceaccounts robot", "NAME AGE"),
+            ("services", "NAME TYPE CLUSTER-IP EXTERNAL-IP PORT(S) AGE"),
+            (
+                "services -o wide",
+                "NAME TYPE CLUSTER-IP EXTERNAL-IP PORT(S) AGE SELECTOR"
+            ),
+        ]
+    );
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use tokio::io::AsyncReadExt;
 use super::kubectl::{Kubectl, RawAnswer};
 use super::{
     CreateDeployment, CreateNamespace, Diff, DryRun, ErrorBody, Errors, Explain, Observations,
-    Scale, Selections, ServerSideApply, TypedCreates, WatchResume, WatchUpdate,
+    Scale, Selections, ServerSideApply, TableHeaders, TypedCreates, WatchResume, WatchUpdate,
 };
 
 /// How long a watch may take to show a change.
@@ -105,6 +105,7 @@ async fn run_scenarios(cx: &Ctx) -> Result<Observations> {
         errors: errors(cx).await.context("scenario errors")?,
         watch_resume: watch_resume(cx).await.context("scenario watch_resume")?,
         explain: explain(cx).await.context("scenario explain")?,
+        table_headers: table_headers(cx).await.context("scenario table_headers")?,
     })
 }
 
@@ -588,6 +589,30 @@ async fn explain(cx: &Ctx) -> Result<Explain> {
         results.insert(field.to_string(), (run.code, header));
     }
     Ok(Explain { results })
+}
+
+async fn table_headers(cx: &Ctx) -> Result<TableHeaders> {
+    let mut results = BTreeMap::new();
+    for args in [
+        &["deployments"][..],
+        &["deployments", "-o", "wide"],
+        &["services"],
+        &["services", "-o", "wide"],
+        &["configmaps"],
+        &["secrets"],
+        &["serviceaccounts", "robot"],
+        &["namespaces", cx.ns.as_str()],
+    ] {
+        let mut get = vec!["get"];
+        get.extend_from_slice(args);
+        let out = cx.k.ok(&cx.n(&get)).await?;
+        let header = out.lines().next().unwrap_or_default();
+        results.insert(
+            cx.norm(&args.join(" ")),
+            header.split_whitespace().collect::<Vec<_>>().join(" "),
+        );
+    }
+    Ok(TableHeaders { results })
 }
 
 #[cfg(test)]
