@@ -9,6 +9,10 @@
 //! servers (uids, timestamps, resourceVersions, allocated cluster IPs) is recorded.
 //! Every object a scenario makes carries the label `suite=conformance`, so
 //! selectors skip what a real cluster adds on its own (`kube-root-ca.crt`).
+//!
+//! Unlike the rest of the crate this module returns `anyhow` errors: it is a
+//! test harness whose failures are read by a person (which scenario, which
+//! kubectl call, what it printed), never matched by a caller.
 
 mod kubectl;
 mod scenarios;
