@@ -16,12 +16,15 @@ const VERBS: &[&str] = &[
     "watch",
 ];
 
-/// `/version`. kube-rs decodes every field, so all are present.
+/// `/version`. kube-rs decodes every field, so all are present. The minor
+/// version is the real stack's (scripts/realstack.versions), whose
+/// kube-apiserver the kubectl conformance scenarios compare the sandbox
+/// with; kubectl warns about a larger skew.
 pub fn version() -> Value {
     json!({
         "major": "1",
-        "minor": "32",
-        "gitVersion": "v1.32.0-ferry-sandbox",
+        "minor": "36",
+        "gitVersion": "v1.36.0-ferry-sandbox",
         "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean",
         "buildDate": "2026-01-01T00:00:00Z",

@@ -35,7 +35,7 @@ pub fn v2_document() -> Vec<u8> {
     }
     let mut info = Vec::new();
     field(1, b"ferry-sandbox", &mut info);
-    field(2, b"v1.32.0", &mut info);
+    field(2, b"v1.36.0", &mut info);
     let mut doc = Vec::new();
     field(1, b"2.0", &mut doc);
     field(2, &info, &mut doc);
