@@ -93,7 +93,7 @@ async fn token(
                 let Some(user) = realm.user_by_username(username) else {
                     return invalid_user();
                 };
-                if !user.rep.enabled.unwrap_or(false) || user.password() != Some(password) {
+                if !user.rep.enabled.unwrap_or(false) || !user.password_matches(password) {
                     return invalid_user();
                 }
                 Grant {

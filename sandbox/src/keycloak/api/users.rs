@@ -10,9 +10,11 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::super::error::ApiError;
-use super::super::model::{GroupRepresentation, RoleRepresentation, UserRepresentation};
+use super::super::model::{
+    CredentialRepresentation, GroupRepresentation, RoleRepresentation, UserRepresentation,
+};
 use super::super::shared::Shared;
-use super::super::store::UserQuery;
+use super::super::store::{UserQuery, credentials};
 use super::{created, json_body, no_content};
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
@@ -22,6 +24,10 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         .route(
             "/admin/realms/{realm}/users/{id}",
             get(read).put(update).delete(remove),
+        )
+        .route(
+            "/admin/realms/{realm}/users/{id}/credentials",
+            get(credentials),
         )
         .route("/admin/realms/{realm}/users/{id}/groups", get(groups))
         .route(
@@ -96,6 +102,18 @@ async fn remove(
 ) -> Result<Response, ApiError> {
     shared.store().realm_mut(&realm)?.delete_user(&id)?;
     Ok(no_content())
+}
+
+/// As Keycloak answers it: type, dates and parameters, never `secretData`.
+async fn credentials(
+    State(shared): State<Arc<Shared>>,
+    Path((realm, id)): Path<(String, String)>,
+) -> Result<Json<Vec<CredentialRepresentation>>, ApiError> {
+    let store = shared.store();
+    let user = store.realm(&realm)?.user(&id)?;
+    Ok(Json(
+        user.credentials.iter().map(credentials::public).collect(),
+    ))
 }
 
 async fn groups(

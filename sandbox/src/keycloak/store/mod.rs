@@ -2,6 +2,7 @@
 //! roles and clients, held in memory behind one lock. Operations here speak
 //! Keycloak's semantics and return [`ApiError`]s shaped as Keycloak answers.
 
+pub(crate) mod credentials;
 mod export;
 mod groups;
 mod import;
@@ -62,12 +63,11 @@ impl StoredUser {
         self.rep.username.as_deref().unwrap_or_default()
     }
 
-    pub fn password(&self) -> Option<&str> {
+    /// Whether `password` matches the user's password hash.
+    pub fn password_matches(&self, password: &str) -> bool {
         self.credentials
             .iter()
-            .rev()
-            .find(|c| c.type_.as_deref().is_none_or(|t| t == "password"))
-            .and_then(|c| c.value.as_deref())
+            .any(|c| credentials::matches(c, password))
     }
 }
 

@@ -269,7 +269,13 @@ impl Realm {
                 realm_roles.push(name);
             }
         }
-        let credentials = rep.credentials.take().unwrap_or_default();
+        let credentials = rep
+            .credentials
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .map(super::credentials::stored)
+            .collect();
         rep.id = Some(id.clone());
         rep.username = Some(username);
         rep.email = rep.email.map(|e| e.to_lowercase());
@@ -335,7 +341,10 @@ impl Realm {
             stored.extra.insert(k, v);
         }
         if let Some(credentials) = rep.credentials {
-            user.credentials = credentials;
+            user.credentials = credentials
+                .into_iter()
+                .map(super::credentials::stored)
+                .collect();
         }
         Ok(())
     }
