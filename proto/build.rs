@@ -53,6 +53,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     builder
         .build_client(true)
         .build_server(true)
+        // prost's, with undecodable requests answered INVALID_ARGUMENT.
+        .codec_path("crate::codec::Codec")
         // Chunks of data are passed along without copies.
         .bytes(".")
         .compile_fds(fds)?;

@@ -17,4 +17,20 @@ pub enum Error {
     Config(String),
 }
 
+impl Error {
+    /// The coordinator (or this agent, checking the coordinator) refuses
+    /// who this agent or the server is: redialling changes nothing until a
+    /// certificate or a configuration does.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Error::Refused(s) | Error::Stream(s) => matches!(
+                s.code(),
+                tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
+            ),
+            Error::Connect(ferry_common::tls::ConnectError::Refused { .. }) => true,
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

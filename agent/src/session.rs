@@ -87,6 +87,15 @@ async fn run_sessions(
                 tracing::info!("session ended");
                 readiness.set_not_ready("the session with the coordinator ended; redialling");
             }
+            Err(e) if e.is_permanent() => {
+                tracing::error!(
+                    error = %e,
+                    "the session is refused for who this agent or the server is: redialling will not \
+                     succeed until this agent's certificate or --cluster-id, the coordinator's \
+                     certificate, or its configuration changes; retrying with backoff meanwhile"
+                );
+                readiness.set_not_ready(format!("refused by the coordinator: {e}"));
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "session failed");
                 readiness.set_not_ready(format!("no session with the coordinator: {e}"));

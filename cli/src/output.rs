@@ -162,6 +162,24 @@ pub fn transfer_json(t: &pb::TransferStatus) -> Value {
 }
 
 /// `12.3 MiB` style sizes for people.
+/// Text that came from a file or a peer, safe for a terminal: control
+/// characters (escape sequences, carriage returns, bells) are shown escaped
+/// (`\u{1b}`) instead of acting on the terminal.
+pub fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;

@@ -2,6 +2,8 @@
 //! Nothing but the contract lives here.
 #![forbid(unsafe_code)]
 
+pub mod codec;
+
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]
     include!(concat!(env!("OUT_DIR"), "/ferry.v1.rs"));

@@ -97,3 +97,20 @@ async fn a_server_with_another_identity_from_the_ca_is_not_the_coordinator() -> 
     );
     Ok(())
 }
+
+/// An agent the coordinator refuses for who it is (a certificate of
+/// cluster a used as cluster b) says that redialling will not help.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_refused_for_good_says_so() -> anyhow::Result<()> {
+    let w = World::new(&["a"], &["admin"])?;
+    let _coordinator = w.coordinator(&["admin=admin"], &[])?;
+    let cert = w.pki.join("agent-a.pem").display().to_string();
+    let key = w.pki.join("agent-a-key.pem").display().to_string();
+    let agent = w.agent("b", &["--tls-cert", &cert, "--tls-key", &key])?;
+    eventually(Duration::from_secs(20), "the agent to say so", || async {
+        (agent.log_count(&["ERROR", "will not succeed", "belongs to cluster a"]) > 0).then_some(())
+    })
+    .await
+    .with_context(|| agent.log_text())?;
+    Ok(())
+}

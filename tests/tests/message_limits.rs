@@ -110,3 +110,27 @@ async fn messages_are_capped_echoes_cut_and_relay_streams_bounded() -> anyhow::R
     drop(open);
     Ok(())
 }
+
+/// Bytes that do not decode as the request are the caller's mistake:
+/// INVALID_ARGUMENT (docs/errors.md), not INTERNAL.
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_request_bytes_are_invalid_argument() -> anyhow::Result<()> {
+    let w = World::new(&[], &["admin"])?;
+    let _coordinator = w.coordinator(&["admin=admin"], &[])?;
+    let mut grpc = tonic::client::Grpc::new(channel(&w, "client-admin").await?);
+    grpc.ready().await?;
+    // Field 1 as a varint where GetAgentRequest has a string: not decodable.
+    let garbage = pb::LoadChunk {
+        file: 7,
+        ..Default::default()
+    };
+    let codec = tonic_prost::ProstCodec::<pb::LoadChunk, pb::AgentInfo>::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/ferry.v1.Fleet/GetAgent");
+    let status = grpc
+        .unary(tonic::Request::new(garbage), path, codec)
+        .await
+        .expect_err("garbage must be refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("GetAgentRequest"), "{status:?}");
+    Ok(())
+}

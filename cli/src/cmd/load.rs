@@ -202,6 +202,17 @@ fn plan(args: StartArgs) -> anyhow::Result<(pb::LoadSpec, Vec<PathBuf>)> {
     for (path, table) in &files {
         let meta =
             std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if !meta.is_file() {
+            bail!(
+                "{} is not a file{}: name each CSV file to load (--file path=table)",
+                path.display(),
+                if meta.is_dir() {
+                    " but a directory"
+                } else {
+                    ""
+                }
+            );
+        }
         specs.push(pb::LoadFile {
             name: path.file_name().map_or_else(
                 || path.display().to_string(),
@@ -465,18 +476,20 @@ pub fn state(s: i32) -> &'static str {
     }
 }
 
-/// `file:line: column: value: reason`, leaving out what is not known.
+/// `file:line: column: value: reason`, leaving out what is not known. The
+/// parts come from the file (its values, its header) and are printed with
+/// their control characters escaped.
 pub fn row_error_line(e: &pb::LoadRowError) -> String {
-    let mut s = e.file.clone();
+    let mut s = output::printable(&e.file);
     if e.line > 0 {
         s.push_str(&format!(":{}", e.line));
     }
     for part in [&e.column, &e.value] {
         if !part.is_empty() {
-            s.push_str(&format!(": {part}"));
+            s.push_str(&format!(": {}", output::printable(part)));
         }
     }
-    s.push_str(&format!(": {}", e.reason));
+    s.push_str(&format!(": {}", output::printable(&e.reason)));
     s
 }
 
@@ -514,7 +527,12 @@ fn print(l: &pb::LoadStatus, out: OutputFormat) -> u8 {
                 output::bytes(l.bytes)
             );
             for f in &l.files {
-                println!("  {} -> {}: {} rows", f.name, f.table, f.rows);
+                println!(
+                    "  {} -> {}: {} rows",
+                    output::printable(&f.name),
+                    output::printable(&f.table),
+                    f.rows
+                );
             }
             for e in &l.errors {
                 println!("{}", row_error_line(e));
@@ -523,7 +541,7 @@ fn print(l: &pb::LoadStatus, out: OutputFormat) -> u8 {
                 println!("(more errors not listed; raise --max-errors to see them)");
             }
             if !l.error.is_empty() {
-                println!("error: {}", l.error);
+                println!("error: {}", output::printable(&l.error));
             }
         }
     }
@@ -557,6 +575,45 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(row_error_line(&whole_file), "empty.csv: no header");
+    }
+
+    /// A value from a file never reaches the terminal as an escape sequence.
+    #[test]
+    fn control_characters_from_a_file_are_escaped() {
+        let e = pb::LoadRowError {
+            file: "x.csv".into(),
+            line: 2,
+            column: "name\r".into(),
+            value: "\x1b[2J\x1b]0;owned\x07".into(),
+            reason: "too long".into(),
+        };
+        let line = row_error_line(&e);
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(line.contains("\\u{1b}[2J"), "{line}");
+    }
+
+    /// A directory is refused up front, by its path, not later with a
+    /// blank file name.
+    #[test]
+    fn a_directory_is_not_a_load_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args = StartArgs {
+            cluster: Some("a".into()),
+            database: Some("registry".into()),
+            files: vec![(dir.path().to_path_buf(), "item".into())],
+            manifest: None,
+            id: "l-1".into(),
+            delimiter: None,
+            dry_run: false,
+            max_errors: 0,
+        };
+        let err = plan(args)
+            .expect_err("a directory must be refused")
+            .to_string();
+        assert!(
+            err.contains("directory") && err.contains(&dir.path().display().to_string()),
+            "{err}"
+        );
     }
 
     #[test]

@@ -444,37 +444,52 @@ fn audit_table(entries: &[pb::AuditEntry]) -> String {
 }
 
 /// A progress bar of a step: items, bytes, percent, rate and ETA.
+///
+/// A total below what is done is not a total (more was found than first
+/// counted): the line then shows what is done, without a percentage or ETA
+/// that would be invented.
 pub fn progress_line(step: &str, p: &pb::StepProgress) -> String {
-    let (done, total, unit_bytes) = if p.bytes_total > 0 {
+    let (done, total, unit_bytes) = if p.bytes_total > 0 || p.bytes_done > 0 {
         (p.bytes_done, p.bytes_total, true)
     } else {
         (p.items_done, p.items_total, false)
     };
-    let pct = if total > 0 {
-        (done as f64 * 100.0 / total as f64).min(100.0)
-    } else {
-        0.0
-    };
+    let known = total > 0 && done <= total;
     let width = 24;
-    let filled = ((pct / 100.0) * width as f64) as usize;
-    let mut line = format!(
-        "{step:<18} [{}{}] {pct:>3.0}%  {}/{} items",
-        "#".repeat(filled),
-        "-".repeat(width - filled),
-        p.items_done,
-        p.items_total
-    );
+    let mut line = if known {
+        let pct = done as f64 * 100.0 / total as f64;
+        let filled = ((pct / 100.0) * width as f64) as usize;
+        format!(
+            "{step:<18} [{}{}] {pct:>3.0}%",
+            "#".repeat(filled),
+            "-".repeat(width - filled),
+        )
+    } else {
+        format!("{step:<18} [{}]    ?", "?".repeat(width))
+    };
+    let of = |done: u64, total: u64, show: &dyn Fn(u64) -> String| {
+        if total > 0 && done <= total {
+            format!("{} / {}", show(done), show(total))
+        } else {
+            format!("{} so far", show(done))
+        }
+    };
+    line.push_str(&format!(
+        "  {} items",
+        of(p.items_done, p.items_total, &|n| n.to_string())
+    ));
     if unit_bytes {
         line.push_str(&format!(
-            "  {} / {}  {}/s  ETA {}s",
-            output::bytes(p.bytes_done),
-            output::bytes(p.bytes_total),
+            "  {}  {}/s",
+            of(p.bytes_done, p.bytes_total, &output::bytes),
             output::bytes(p.rate_bytes_per_sec as u64),
-            p.eta_ms / 1000
         ));
+        if known {
+            line.push_str(&format!("  ETA {}s", p.eta_ms / 1000));
+        }
     }
     if !p.message.is_empty() {
-        line.push_str(&format!("  {}", p.message));
+        line.push_str(&format!("  {}", output::printable(&p.message)));
     }
     line
 }
@@ -564,4 +579,42 @@ pub async fn follow(
     })
     .await?
     .into_inner())
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+
+    /// Seen in a run: `100% 48.2 MiB / 46.2 KiB` — done over a total that
+    /// is not one. No percentage, no total, no ETA then.
+    #[test]
+    fn a_total_below_what_is_done_is_not_shown_as_one() {
+        let p = pb::StepProgress {
+            bytes_done: 48 << 20,
+            bytes_total: 46 << 10,
+            items_done: 12,
+            items_total: 3,
+            eta_ms: 5000,
+            ..Default::default()
+        };
+        let line = progress_line("transfer", &p);
+        assert!(!line.contains('%'), "{line}");
+        assert!(
+            !line.contains("46.0 KiB") && !line.contains("ETA"),
+            "{line}"
+        );
+        assert!(line.contains("48.0 MiB so far"), "{line}");
+        let ok = pb::StepProgress {
+            bytes_done: 1 << 20,
+            bytes_total: 2 << 20,
+            items_done: 1,
+            items_total: 2,
+            ..Default::default()
+        };
+        let line = progress_line("transfer", &ok);
+        assert!(
+            line.contains(" 50%") && line.contains("1.0 MiB / 2.0 MiB"),
+            "{line}"
+        );
+    }
 }

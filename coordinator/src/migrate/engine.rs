@@ -1388,8 +1388,12 @@ impl Inner {
                 totals.items_total += c.objects_total;
                 totals.items_done += c.objects_moved + c.objects_skipped;
                 totals.bytes_total += c.bytes_total;
-                totals.bytes_done +=
-                    (c.bytes_moved + c.bytes_skipped).max(t.bytes_relayed.min(c.bytes_total));
+                // Never more than the transfer's own total: bytes sent again
+                // after a resume, or counted before the total is known, are
+                // not progress past it.
+                totals.bytes_done += (c.bytes_moved + c.bytes_skipped)
+                    .max(t.bytes_relayed.min(c.bytes_total))
+                    .min(c.bytes_total);
                 totals.rate_bytes_per_sec += t.rate_bytes_per_sec;
                 totals.eta_ms = totals.eta_ms.max(t.eta_ms);
                 match pb::TransferState::try_from(t.state) {
