@@ -34,7 +34,8 @@ pub enum K8sError {
         kind: String,
         name: String,
     },
-    #[error("{kind} \"{name}\" is invalid: {message}")]
+    /// Worded as the real server words it: `Deployment.apps "web" is invalid: …`.
+    #[error("{kind}{}{group} \"{name}\" is invalid: {message}", if group.is_empty() { "" } else { "." })]
     Invalid {
         kind: String,
         group: String,

@@ -24,6 +24,7 @@ mod fault;
 mod http;
 mod kubeconfig;
 mod list;
+mod names;
 mod object;
 mod openapi;
 mod patch;

@@ -204,6 +204,9 @@ impl Store {
                 });
             }
         };
+        if let Some(message) = super::names::check(&rt.kind, &name) {
+            return Err(obj_ref(&rt, &name).invalid(message));
+        }
         self.check_fault(Operation {
             verb: Verb::Create,
             gvr,
