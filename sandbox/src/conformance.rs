@@ -167,6 +167,11 @@ pub struct Errors {
     pub invalid: ErrorBody,
     /// kubectl's own rendering of a 404.
     pub kubectl_not_found: String,
+    /// A ConfigMap named `Bad_Name`, POSTed.
+    pub invalid_name: ErrorBody,
+    /// `kubectl create` with names a real server refuses: exit code and
+    /// what kubectl printed.
+    pub kubectl_invalid_names: BTreeMap<String, (i32, String)>,
 }
 
 /// A `Status` body, normalised.

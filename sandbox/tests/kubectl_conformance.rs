@@ -269,6 +269,46 @@ async fn kubectl_conformance_scenarios() -> Result<()> {
         "1 Error from server (NotFound): configmaps \"absent\" not found"
     );
 
+    const SUBDOMAIN: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+    let mut bad_name = status(
+        422,
+        "Invalid",
+        &format!(
+            "ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": {SUBDOMAIN}"
+        ),
+    );
+    bad_name.details_name = s("Bad_Name");
+    bad_name.details_kind = s("ConfigMap");
+    bad_name.causes = vec!["metadata.name: FieldValueInvalid".into()];
+    assert_eq!(e.invalid_name, bad_name);
+    let refused = |args: &str| e.kubectl_invalid_names.get(args).cloned();
+    assert_eq!(
+        refused("create configmap Bad_Name"),
+        Some((
+            1,
+            format!(
+                "error: failed to create configmap: ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": {SUBDOMAIN}"
+            )
+        ))
+    );
+    assert_eq!(
+        refused("create namespace bad.ns"),
+        Some((1, "The Namespace \"bad.ns\" is invalid: metadata.name: Invalid value: \"bad.ns\": must not contain dots".to_string()))
+    );
+    assert_eq!(
+        refused("create service clusterip a.b --tcp=80"),
+        Some((1, "error: failed to create ClusterIP service: Service \"a.b\" is invalid: metadata.name: Invalid value: \"a.b\": must not contain dots".to_string()))
+    );
+    assert_eq!(
+        refused("create deployment Web --image=registry.example/web:1.0"),
+        Some((
+            1,
+            format!(
+                "error: failed to create deployment: Deployment.apps \"Web\" is invalid: metadata.name: Invalid value: \"Web\": {SUBDOMAIN}"
+            )
+        ))
+    );
+
     assert_eq!(
         o.watch_resume.events,
         ["MODIFIED cm-b stage=resumed", "DELETED cm-c"]

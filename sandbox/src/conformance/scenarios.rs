@@ -539,11 +539,31 @@ async fn errors(cx: &Ctx) -> Result<Errors> {
     let nameless = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"labels": {"suite": "conformance"}}});
     let invalid = proxy.request("POST", &base, Some(&nameless)).await?;
     let kubectl_404 = cx.k.run(&cx.n(&["get", "configmap", "absent"])).await?;
+    let badly_named =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name"}});
+    let invalid_name = proxy.request("POST", &base, Some(&badly_named)).await?;
+    let mut kubectl_invalid_names = BTreeMap::new();
+    for args in [
+        &["create", "configmap", "Bad_Name"][..],
+        &["create", "namespace", "bad.ns"],
+        &["create", "service", "clusterip", "a.b", "--tcp=80"],
+        &[
+            "create",
+            "deployment",
+            "Web",
+            "--image=registry.example/web:1.0",
+        ],
+    ] {
+        let run = cx.k.run(&cx.n(args)).await?;
+        kubectl_invalid_names.insert(args.join(" "), (run.code, cx.norm(&run.stderr)));
+    }
     Ok(Errors {
         not_found: error_body(&not_found, cx),
         already_exists: error_body(&already, cx),
         invalid: error_body(&invalid, cx),
         kubectl_not_found: format!("{} {}", kubectl_404.code, cx.norm(&kubectl_404.stderr)),
+        invalid_name: error_body(&invalid_name, cx),
+        kubectl_invalid_names,
     })
 }
 
