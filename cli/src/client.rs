@@ -121,29 +121,115 @@ pub async fn wait_command(
     }
 }
 
-fn is_transient(e: &anyhow::Error) -> bool {
-    if let Some(ConnectError::Connect { .. }) = e.downcast_ref::<ConnectError>() {
-        return true;
-    }
-    e.downcast_ref::<tonic::Status>().is_some_and(|s| {
-        matches!(
-            s.code(),
-            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
-        )
-    })
+/// A call cut by the link (the coordinator died or restarted), not refused.
+fn is_link_error(s: &tonic::Status) -> bool {
+    let m = s.message().to_ascii_lowercase();
+    [
+        "transport error",
+        "connection",
+        "broken pipe",
+        "operation was canceled",
+        "h2 protocol",
+        "error reading a body",
+        "stream closed",
+    ]
+    .iter()
+    .any(|n| m.contains(n))
 }
 
-/// Maps an error to the documented exit codes.
-pub fn exit_code(e: &anyhow::Error) -> u8 {
+/// The coordinator is away (down, restarting, the link cut): worth asking
+/// again, since what runs there goes on without the CLI.
+pub fn is_transient(e: &anyhow::Error) -> bool {
+    if handshake_refusal(e).is_some() {
+        return false;
+    }
     for cause in e.chain() {
+        if let Some(s) = cause.downcast_ref::<tonic::Status>() {
+            return matches!(
+                s.code(),
+                tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Unknown
+                    | tonic::Code::Cancelled
+            );
+        }
+        if let Some(ConnectError::Connect { .. }) = cause.downcast_ref::<ConnectError>() {
+            return true;
+        }
+    }
+    false
+}
+
+/// A mistake in the command line found by the CLI itself (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// `Err(UsageError)` as an anyhow error, for `?`.
+pub fn usage<T>(message: impl Into<String>) -> anyhow::Result<T> {
+    Err(UsageError(message.into()).into())
+}
+
+/// The coordinator refused this client's certificate during the handshake
+/// (TLS 1.3 reports that only at the first call), in words: which side
+/// refused, why, and what to do. `None` if `e` is not that.
+pub fn handshake_refusal(e: &anyhow::Error) -> Option<String> {
+    let text = e
+        .chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ");
+    let why = [
+        ("UnknownCA", "it is not issued by the coordinator's CA"),
+        ("unknown ca", "it is not issued by the coordinator's CA"),
+        ("CertificateExpired", "it has expired"),
+        ("certificate expired", "it has expired"),
+        (
+            "DecryptError",
+            "its key does not match it, or it is not issued by the coordinator's CA",
+        ),
+        ("BadCertificate", "it is not a valid Ferry certificate"),
+        ("bad certificate", "it is not a valid Ferry certificate"),
+        ("CertificateRequired", "none was sent"),
+        ("AccessDenied", "its identity is not allowed"),
+    ]
+    .iter()
+    .find(|(needle, _)| text.contains(needle))
+    .map(|(_, why)| *why)?;
+    Some(format!(
+        "the coordinator refused this client's certificate during the TLS handshake: {why}; \
+         check --as / --tls-cert and --tls-key, and that the certificate is issued by the \
+         deployment's CA and still valid ({text})"
+    ))
+}
+
+/// Maps an error to the documented exit codes (`crate::exit`).
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if handshake_refusal(e).is_some() {
+        return exit::REFUSED;
+    }
+    for cause in e.chain() {
+        if cause.downcast_ref::<UsageError>().is_some() {
+            return exit::USAGE;
+        }
         if let Some(status) = cause.downcast_ref::<tonic::Status>() {
             return match status.code() {
                 tonic::Code::PermissionDenied
                 | tonic::Code::Unauthenticated
-                | tonic::Code::FailedPrecondition => exit::REFUSED,
+                | tonic::Code::FailedPrecondition
+                | tonic::Code::NotFound
+                | tonic::Code::AlreadyExists
+                | tonic::Code::ResourceExhausted => exit::REFUSED,
+                tonic::Code::InvalidArgument | tonic::Code::OutOfRange => exit::USAGE,
                 tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => exit::UNAVAILABLE,
+                tonic::Code::Cancelled | tonic::Code::Unknown if is_link_error(status) => {
+                    exit::UNAVAILABLE
+                }
                 _ => exit::FAILED,
             };
+        }
+        if let Some(ConnectError::Files(_)) = cause.downcast_ref::<ConnectError>() {
+            return exit::USAGE;
         }
         match cause.downcast_ref::<ConnectError>() {
             Some(ConnectError::Connect { .. }) => return exit::UNAVAILABLE,

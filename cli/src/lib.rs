@@ -61,12 +61,18 @@ pub enum Command {
     Command(cmd::commands::CommandCommand),
 }
 
-/// Exit codes scripts can rely on.
+/// Exit codes scripts can rely on — the one place they are defined (README
+/// and docs/errors.md list them); `client::exit_code` maps every error to one.
 pub mod exit {
     pub const OK: u8 = 0;
-    /// Something failed (a command's error, a call refused by the coordinator).
+    /// Something failed (a command's error, a load rejected, a step failed).
     pub const FAILED: u8 = 1;
-    /// The request was refused: not allowed, or a precondition does not hold.
+    /// The command line is wrong: a bad or missing argument, a request the
+    /// coordinator finds malformed (INVALID_ARGUMENT). clap exits 2 too.
+    pub const USAGE: u8 = 2;
+    /// The request was refused: not allowed, an identity or certificate
+    /// refused on either side, a precondition that does not hold, or an
+    /// object (cluster, migration, load…) that does not exist.
     pub const REFUSED: u8 = 3;
     /// The coordinator could not be reached, or waiting ran out of time.
     pub const UNAVAILABLE: u8 = 4;
@@ -92,8 +98,29 @@ pub async fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("ferry: {e:#}");
-            ExitCode::from(client::exit_code(&e))
+            let code = client::exit_code(&e);
+            // A call broken at once may be the coordinator refusing this
+            // client's certificate (TLS 1.3 says so only after the
+            // handshake): ask it, and say so in words.
+            if matches!(code, exit::UNAVAILABLE | exit::FAILED)
+                && let Some(words) = ferry_common::tls::refusal_of_own_certificate(
+                    &cli.client.coordinator,
+                    &cli.client.tls_paths(),
+                    ferry_common::tls::ServerCheck {
+                        name: cli.client.coordinator_name.as_deref(),
+                        identity: &cli.client.coordinator_identity,
+                    },
+                )
+                .await
+            {
+                eprintln!("ferry: {words}");
+                return ExitCode::from(exit::REFUSED);
+            }
+            match client::handshake_refusal(&e) {
+                Some(words) => eprintln!("ferry: {words}"),
+                None => eprintln!("ferry: {e:#}"),
+            }
+            ExitCode::from(code)
         }
     }
 }

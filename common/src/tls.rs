@@ -490,6 +490,69 @@ impl tonic::codegen::Service<tonic::codegen::http::Uri> for TlsConnector {
     }
 }
 
+/// Why the server refused this client's certificate, in words, found by
+/// completing a handshake and reading what the server says next: with TLS
+/// 1.3 a refused client certificate shows only after the handshake (as a
+/// broken connection at the first call), so a caller whose call broke that
+/// way asks here. `None`: the server accepted the certificate, or did not
+/// say why (down, unreachable).
+pub async fn refusal_of_own_certificate(
+    url: &str,
+    paths: &TlsPaths,
+    check: ServerCheck<'_>,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let rest = url.strip_prefix("https://")?;
+    let uri: tonic::codegen::http::Uri = format!("http://{rest}").parse().ok()?;
+    let host = uri
+        .host()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let refused = Arc::new(Mutex::new(None));
+    let config = client_config(paths, check.identity, refused).ok()?;
+    let name =
+        rustls::pki_types::ServerName::try_from(check.name.map_or(host.clone(), str::to_string))
+            .ok()?;
+    let probe = async {
+        let tcp = TcpStream::connect((host.as_str(), uri.port_u16().unwrap_or(443))).await?;
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await?;
+        let mut byte = [0u8; 1];
+        tls.read(&mut byte).await
+    };
+    let err = match tokio::time::timeout(Duration::from_secs(3), probe).await {
+        Ok(Err(e)) => e,
+        _ => return None,
+    };
+    let alert = match err.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(a) => *a,
+        _ => return None,
+    };
+    use rustls::AlertDescription as A;
+    let why = match alert {
+        A::UnknownCA => "it is not issued by the CA the coordinator trusts".to_string(),
+        A::CertificateExpired => "it has expired".to_string(),
+        A::BadCertificate | A::UnsupportedCertificate => {
+            "it is not a valid Ferry certificate (no Ferry identity, or not for client auth)"
+                .to_string()
+        }
+        A::DecryptError => {
+            "its signature does not verify: the key does not match the certificate, or it is not issued by the coordinator's CA"
+                .to_string()
+        }
+        A::CertificateRequired => "none was sent".to_string(),
+        A::AccessDenied => "its identity is not allowed".to_string(),
+        other => format!("the coordinator sent {other:?}"),
+    };
+    Some(format!(
+        "the coordinator refused this side's certificate {} during the TLS handshake: {why}; \
+         use a certificate issued by the deployment's CA and still valid (--tls-cert, --tls-key)",
+        paths.cert.display()
+    ))
+}
+
 /// Errors of connecting a client.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {

@@ -15,6 +15,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
+use crate::client::usage;
 use crate::output::{self, OutputFormat};
 use crate::{ClientArgs, exit};
 
@@ -183,16 +184,16 @@ fn plan(args: StartArgs) -> anyhow::Result<(pb::LoadSpec, Vec<PathBuf>)> {
         args.files
     };
     if files.is_empty() {
-        bail!("name the files to load: --file path=table (repeatable) or --manifest load.json");
+        return usage(
+            "name the files to load: --file path=table (repeatable) or --manifest load.json",
+        );
     }
-    let cluster = args
-        .cluster
-        .or(m.cluster)
-        .context("name the cluster: --cluster")?;
-    let database = args
-        .database
-        .or(m.database)
-        .context("name the database: --database")?;
+    let Some(cluster) = args.cluster.or(m.cluster) else {
+        return usage("name the cluster: --cluster");
+    };
+    let Some(database) = args.database.or(m.database) else {
+        return usage("name the database: --database");
+    };
     let delimiter = args
         .delimiter
         .map(String::from)
@@ -203,7 +204,7 @@ fn plan(args: StartArgs) -> anyhow::Result<(pb::LoadSpec, Vec<PathBuf>)> {
         let meta =
             std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
         if !meta.is_file() {
-            bail!(
+            return usage(format!(
                 "{} is not a file{}: name each CSV file to load (--file path=table)",
                 path.display(),
                 if meta.is_dir() {
@@ -211,7 +212,7 @@ fn plan(args: StartArgs) -> anyhow::Result<(pb::LoadSpec, Vec<PathBuf>)> {
                 } else {
                     ""
                 }
-            );
+            ));
         }
         specs.push(pb::LoadFile {
             name: path.file_name().map_or_else(

@@ -516,49 +516,116 @@ pub async fn wait_end(
     .into_inner())
 }
 
+/// How long `follow` keeps reconnecting to a coordinator that went away
+/// (restarting, say) before it gives up with exit 4; the migration goes on
+/// there meanwhile.
+const RECONNECT_FOR: Duration = Duration::from_secs(600);
+
 /// Prints events as they come (a live bar on a terminal, one line each
 /// otherwise, JSON lines for scripts) until the migration ends; returns it.
+/// A coordinator that goes away (restarts) is reconnected to, and the watch
+/// resumes after the last event seen.
 pub async fn follow(
     c: &mut MigrationsClient<Channel>,
     id: &str,
     out: OutputFormat,
 ) -> anyhow::Result<pb::Migration> {
-    let mut stream = c
-        .watch_migration(pb::WatchMigrationRequest {
-            migration_id: id.to_string(),
-            after_seq: 0,
-        })
-        .await?
-        .into_inner();
-    let tty = std::io::stderr().is_terminal();
-    let mut bar_shown = false;
-    let mut last_line = Instant::now() - Duration::from_secs(60);
-    while let Some(e) = stream.next().await {
-        let e = e.context("watching the migration")?;
+    let mut view = View {
+        out,
+        tty: std::io::stderr().is_terminal(),
+        bar_shown: false,
+        last_line: Instant::now() - Duration::from_secs(60),
+    };
+    let mut after_seq = 0;
+    let mut away: Option<Instant> = None;
+    loop {
+        let watched = async {
+            let mut stream = c
+                .watch_migration(pb::WatchMigrationRequest {
+                    migration_id: id.to_string(),
+                    after_seq,
+                })
+                .await?
+                .into_inner();
+            while let Some(e) = stream.next().await {
+                let e = e?;
+                away = None;
+                after_seq = after_seq.max(e.seq);
+                view.show(&e);
+            }
+            Ok::<_, tonic::Status>(())
+        }
+        .await;
+        let err = match watched {
+            Ok(()) => match c
+                .get_migration(pb::MigrationRef {
+                    migration_id: id.to_string(),
+                })
+                .await
+            {
+                Ok(m) => {
+                    view.end();
+                    return Ok(m.into_inner());
+                }
+                Err(status) => anyhow::Error::from(status),
+            },
+            Err(status) => anyhow::Error::from(status),
+        };
+        if !crate::client::is_transient(&err) {
+            view.end();
+            return Err(err).context("watching the migration");
+        }
+        let since = *away.get_or_insert_with(|| {
+            view.end();
+            eprintln!(
+                "the coordinator went away ({err:#}); migration {id} goes on there — reconnecting"
+            );
+            Instant::now()
+        });
+        if since.elapsed() > RECONNECT_FOR {
+            return Err(err).context(format!(
+                "the coordinator has been unreachable for {}s; follow migration {id} again with `ferry migrate watch {id}`",
+                RECONNECT_FOR.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// How `follow` shows events.
+struct View {
+    out: OutputFormat,
+    tty: bool,
+    bar_shown: bool,
+    last_line: Instant,
+}
+
+impl View {
+    fn show(&mut self, e: &pb::MigrationEvent) {
         let progress = e.kind == pb::EventKind::StepProgress as i32;
-        match out {
+        match self.out {
             OutputFormat::Json => {
-                if !progress || last_line.elapsed() > Duration::from_secs(1) {
-                    println!("{}", to_json(&e));
-                    last_line = Instant::now();
+                if !progress || self.last_line.elapsed() > Duration::from_secs(1) {
+                    println!("{}", to_json(e));
+                    self.last_line = Instant::now();
                 }
             }
             OutputFormat::Table if progress => {
-                let Some(p) = &e.progress else { continue };
+                let Some(p) = &e.progress else { return };
                 let line = progress_line(&e.step, p);
-                if tty {
+                if self.tty {
                     eprint!("\r\x1b[2K{line}");
                     let _ = std::io::stderr().flush();
-                    bar_shown = true;
-                } else if last_line.elapsed() > Duration::from_secs(2) {
+                    self.bar_shown = true;
+                } else if self.last_line.elapsed() > Duration::from_secs(2) {
                     eprintln!("{line}");
-                    last_line = Instant::now();
+                    self.last_line = Instant::now();
                 }
             }
             OutputFormat::Table => {
-                if bar_shown {
+                if self.bar_shown {
                     eprint!("\r\x1b[2K");
-                    bar_shown = false;
+                    self.bar_shown = false;
                 }
                 let mark = match pb::EventKind::try_from(e.kind) {
                     Ok(pb::EventKind::StepFinished) => "✓",
@@ -567,18 +634,17 @@ pub async fn follow(
                     Ok(pb::EventKind::StepStarted) => "→",
                     _ => "•",
                 };
-                eprintln!("{mark} {}", e.message);
+                eprintln!("{mark} {}", output::printable(&e.message));
             }
         }
     }
-    if bar_shown {
-        eprintln!();
+
+    fn end(&mut self) {
+        if self.bar_shown {
+            eprintln!();
+            self.bar_shown = false;
+        }
     }
-    Ok(c.get_migration(pb::MigrationRef {
-        migration_id: id.to_string(),
-    })
-    .await?
-    .into_inner())
 }
 
 #[cfg(test)]

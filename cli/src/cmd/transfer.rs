@@ -2,7 +2,7 @@
 //! another's through the relay, and follow it.
 use std::io::{IsTerminal, Write};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use ferry_common::pb::{self, transfers_client::TransfersClient};
 use futures::StreamExt;
 
@@ -46,7 +46,7 @@ fn parse_set(s: &str) -> anyhow::Result<pb::ObjectSet> {
             store: store.into(),
             prefix: prefix.unwrap_or_default().into(),
         }),
-        _ => bail!("bad object set {s:?}: use cluster:store[:prefix]"),
+        _ => crate::client::usage(format!("bad object set {s:?}: use cluster:store[:prefix]")),
     }
 }
 
