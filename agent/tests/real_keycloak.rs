@@ -3,11 +3,13 @@
 //! groups and users (attributes, group memberships, realm-role mappings,
 //! passwords), exported by the agent on A into A's bucket, copied to B's
 //! bucket as the relay would, imported by the agent on B with SKIP — and a
-//! user logs in on B with the password they had on A.
+//! user logs in on B with the password they had on A. The same scenario
+//! runs against two sandbox Keycloaks, which must behave the same.
 
 #[macro_use]
 mod steps;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
@@ -51,7 +53,42 @@ fn password(suffix: &str, i: usize) -> Option<String> {
     (i + 1 < USERS).then(|| format!("Pw-{suffix}-{i}!"))
 }
 
-/// The Admin REST API of one real Keycloak, as the test's own client.
+/// One Keycloak under test, real or the sandbox's.
+struct Kc {
+    url: String,
+    admin_user: String,
+    admin_password: String,
+    export_command: PathBuf,
+    /// The real server has a user profile to open for unmanaged attributes;
+    /// the sandbox keeps every attribute.
+    real: bool,
+}
+
+impl Kc {
+    fn real(kc: &RealKeycloak) -> Self {
+        Kc {
+            url: kc.url().to_owned(),
+            admin_user: kc.admin_user().to_owned(),
+            admin_password: kc.admin_password().to_owned(),
+            export_command: kc.export_command().to_path_buf(),
+            real: true,
+        }
+    }
+
+    fn sandbox(cluster: &SandboxCluster, dir: &Path, id: &str) -> Result<Self> {
+        let export_command = dir.join(format!("keycloak-export-{id}"));
+        cluster.keycloak().write_export_command(&export_command)?;
+        Ok(Kc {
+            url: cluster.keycloak_url().to_owned(),
+            admin_user: cluster.keycloak_admin_user().to_owned(),
+            admin_password: cluster.keycloak_admin_password().to_owned(),
+            export_command,
+            real: false,
+        })
+    }
+}
+
+/// The Admin REST API of one Keycloak, as the test's own client.
 struct Admin {
     url: String,
     token: String,
@@ -59,19 +96,13 @@ struct Admin {
 }
 
 impl Admin {
-    async fn login(kc: &RealKeycloak) -> Result<Self> {
+    async fn login(kc: &Kc) -> Result<Self> {
         let http = reqwest::Client::new();
-        let token = token(
-            &http,
-            kc.url(),
-            "master",
-            kc.admin_user(),
-            kc.admin_password(),
-        )
-        .await?
-        .context("the bootstrap admin could not log in")?;
+        let token = token(&http, &kc.url, "master", &kc.admin_user, &kc.admin_password)
+            .await?
+            .context("the bootstrap admin could not log in")?;
         Ok(Admin {
-            url: kc.url().to_owned(),
+            url: kc.url.clone(),
             token,
             http,
         })
@@ -155,7 +186,7 @@ async fn token(
 
 /// The four realms on A: roles, groups, a user profile keeping the
 /// Platform's unmanaged attributes, users with passwords.
-async fn seed(a: &Admin) -> Result<()> {
+async fn seed(a: &Admin, real: bool) -> Result<()> {
     for (suffix, roles, groups) in REALMS {
         let realm = format!("{REG}-{suffix}");
         let mut top: Vec<Value> = Vec::new();
@@ -184,14 +215,16 @@ async fn seed(a: &Admin) -> Result<()> {
             ),
         )
         .await?;
-        let mut profile = a.get(&format!("/{realm}/users/profile")).await?;
-        profile["unmanagedAttributePolicy"] = json!("ENABLED");
-        a.send(
-            reqwest::Method::PUT,
-            &format!("/{realm}/users/profile"),
-            Some(profile),
-        )
-        .await?;
+        if real {
+            let mut profile = a.get(&format!("/{realm}/users/profile")).await?;
+            profile["unmanagedAttributePolicy"] = json!("ENABLED");
+            a.send(
+                reqwest::Method::PUT,
+                &format!("/{realm}/users/profile"),
+                Some(profile),
+            )
+            .await?;
+        }
         let users: Vec<Value> = (0..USERS)
             .map(|i| {
                 let name = username(suffix, i);
@@ -229,12 +262,12 @@ async fn seed(a: &Admin) -> Result<()> {
 }
 
 /// The side's agent talking to `kc`, with Keycloak's export command when given.
-fn with_keycloak(mut side: Side, kc: &RealKeycloak, export: bool) -> Side {
+fn with_keycloak(mut side: Side, kc: &Kc, export: bool) -> Side {
     let mut config = (*side.ctx.config).clone();
-    config.keycloak_url = Some(kc.url().to_owned());
-    config.keycloak_admin_user = Some(kc.admin_user().to_owned());
-    config.keycloak_admin_password = Some(Password(kc.admin_password().to_owned()));
-    config.keycloak_export_command = export.then(|| kc.export_command().to_path_buf());
+    config.keycloak_url = Some(kc.url.clone());
+    config.keycloak_admin_user = Some(kc.admin_user.clone());
+    config.keycloak_admin_password = Some(Password(kc.admin_password.clone()));
+    config.keycloak_export_command = export.then(|| kc.export_command.clone());
     side.ctx.config = Arc::new(config);
     side
 }
@@ -258,13 +291,28 @@ async fn realms_users_and_passwords_reach_a_real_keycloak() -> Result<()> {
         side(dir.path(), "a", target_seed()),
         side(dir.path(), "b", target_seed()),
     )?;
-    let (a, b) = (
-        with_keycloak(a, &kc_a, true),
-        with_keycloak(b, &kc_b, false),
-    );
     let logs = || format!("{}\n{}", kc_a.log_tail(), kc_b.log_tail());
-    let (admin_a, admin_b) = (Admin::login(&kc_a).await?, Admin::login(&kc_b).await?);
-    seed(&admin_a).await.with_context(logs)?;
+    carry(a, &Kc::real(&kc_a), b, &Kc::real(&kc_b), &logs).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sandbox_keycloak_carries_passwords_the_same_way() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (a, b) = tokio::try_join!(
+        side(dir.path(), "a", target_seed()),
+        side(dir.path(), "b", target_seed()),
+    )?;
+    let kc_a = Kc::sandbox(&a.cluster, dir.path(), "a")?;
+    let kc_b = Kc::sandbox(&b.cluster, dir.path(), "b")?;
+    carry(a, &kc_a, b, &kc_b, &String::new).await
+}
+
+/// Seeds A, exports on A (with Keycloak's export), copies the documents to
+/// B's bucket, imports on B twice, and checks B user by user.
+async fn carry(a: Side, kc_a: &Kc, b: Side, kc_b: &Kc, logs: &dyn Fn() -> String) -> Result<()> {
+    let (a, b) = (with_keycloak(a, kc_a, true), with_keycloak(b, kc_b, false));
+    let (admin_a, admin_b) = (Admin::login(kc_a).await?, Admin::login(kc_b).await?);
+    seed(&admin_a, kc_a.real).await.with_context(logs)?;
 
     let exported = identity(&a, true).await.with_context(logs)?;
     assert_eq!(exported.realms.len(), 4, "{exported:?}");
@@ -354,18 +402,18 @@ async fn realms_users_and_passwords_reach_a_real_keycloak() -> Result<()> {
             );
             match password(suffix, i) {
                 Some(pw) => {
-                    let on_a = token(&http, kc_a.url(), &realm, &name, &pw).await?;
+                    let on_a = token(&http, &kc_a.url, &realm, &name, &pw).await?;
                     assert!(on_a.is_some(), "{name} cannot log in on A");
-                    let on_b = token(&http, kc_b.url(), &realm, &name, &pw).await?;
+                    let on_b = token(&http, &kc_b.url, &realm, &name, &pw).await?;
                     assert!(
                         on_b.is_some(),
                         "{name} cannot log in on B with their password"
                     );
-                    let wrong = token(&http, kc_b.url(), &realm, &name, "not-it").await?;
+                    let wrong = token(&http, &kc_b.url, &realm, &name, "not-it").await?;
                     assert!(wrong.is_none(), "B let {name} in with a wrong password");
                 }
                 None => {
-                    let none = token(&http, kc_b.url(), &realm, &name, "").await?;
+                    let none = token(&http, &kc_b.url, &realm, &name, "").await?;
                     assert!(none.is_none(), "{name} had no password on A");
                 }
             }

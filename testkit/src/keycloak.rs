@@ -261,6 +261,9 @@ impl Drop for RealKeycloak {
 /// temporary directory; built into a private directory and renamed into
 /// place, so concurrent tests never see half a build.
 fn built_dist(java: &Path) -> anyhow::Result<PathBuf> {
+    // One build per test process: the servers of one test start together.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
     let dist = keycloak_dist_dir();
     let version = std::fs::read_to_string(dist.join("version.txt")).with_context(|| {
         format!(

@@ -108,6 +108,45 @@ impl KeycloakServer {
         &self.config.admin_password
     }
 
+    /// Writes an export command for the agent's `--keycloak-export-command`
+    /// (owner-only: it holds the admin's password): `<path> <realm>…` prints
+    /// each realm as Keycloak's own export would, users' password hashes
+    /// included, fetched with `curl` from the sandbox's stand-in for
+    /// `kc.sh export`.
+    pub fn write_export_command(&self, path: &std::path::Path) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let url = &self.shared.base_url;
+        let script = format!(
+            "#!/bin/sh
+# The sandbox's stand-in for Keycloak's own export (kc.sh export --users
+# realm_file): the realms named as arguments, one document each on stdout.
+set -eu
+token=$(curl -sf --data grant_type=password --data client_id=admin-cli \\
+  --data-urlencode username={user} --data-urlencode password={password} \\
+  {token_url} | sed -n 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/p')
+for realm in \"$@\"; do
+  curl -sf -H \"Authorization: Bearer $token\" {url}/ferry-sandbox/realms/\"$realm\"/export
+  echo
+done
+",
+            user = quote(&self.config.admin_user),
+            password = quote(&self.config.admin_password),
+            token_url = quote(&format!(
+                "{url}/realms/master/protocol/openid-connect/token"
+            )),
+            url = quote(url),
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o700)
+            .open(path)?;
+        f.write_all(script.as_bytes())
+    }
+
     /// While on, every request (token and admin) is answered 503.
     pub fn set_unavailable(&self, on: bool) {
         tracing::info!(base_url = %self.shared.base_url, unavailable = on, "Keycloak fault switch");

@@ -23,6 +23,16 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         )
         .route("/admin/realms/{realm}/partial-export", post(partial_export))
         .route("/admin/realms/{realm}/partialImport", post(partial_import))
+        .route("/ferry-sandbox/realms/{realm}/export", get(database_export))
+}
+
+/// The sandbox's stand-in for `kc.sh export --users realm_file`, which reads
+/// Keycloak's database; not a Keycloak path. Admins only, as the rest.
+async fn database_export(
+    State(shared): State<Arc<Shared>>,
+    Path(realm): Path<String>,
+) -> Result<Json<RealmRepresentation>, ApiError> {
+    Ok(Json(shared.store().realm(&realm)?.full_export()))
 }
 
 #[derive(Debug, Default, Deserialize)]

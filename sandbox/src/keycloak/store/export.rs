@@ -56,3 +56,32 @@ impl Realm {
         rep
     }
 }
+
+impl Realm {
+    /// What Keycloak's own export (`kc.sh export --users realm_file`, run
+    /// against its database) writes for the realm: the realm with every
+    /// user, each with group paths, realm roles and stored credentials —
+    /// password hashes included, which the Admin API never shows.
+    pub(crate) fn full_export(&self) -> RealmRepresentation {
+        let mut rep = self.partial_export(true, true);
+        let users = self
+            .users
+            .iter()
+            .map(|u| {
+                let mut user = self.user_rep(u, false);
+                user.extra.remove("access");
+                user.credentials = Some(u.credentials.clone());
+                user.groups = Some(
+                    u.group_ids
+                        .iter()
+                        .filter_map(|g| self.group_path(g))
+                        .collect(),
+                );
+                user.realm_roles = Some(u.realm_roles.clone());
+                user
+            })
+            .collect();
+        rep.users = Some(users);
+        rep
+    }
+}
