@@ -232,6 +232,33 @@ async fn a_prefix_outside_what_the_agent_allows_is_refused_and_nothing_written()
     Ok(())
 }
 
+/// An object key the target refuses (here one with a backslash, which
+/// S3 stores but an agent never writes) fails the transfer, with the
+/// reason — it does not end `succeeded` having moved nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_key_fails_the_transfer_with_its_reason() -> anyhow::Result<()> {
+    ferry_tests::init_logs();
+    let w = World::new(&["a", "b"], &["admin"])?;
+    let coord = coordinator(&w.pki, w.path("coordinator")).await?;
+    let c = Clusters::start(w.dir.path(), &w.pki, &coord.url()).await?;
+    seed(&c, &[100]).await?;
+    c.a.put_object(SOURCE_BUCKET, "data/back\\slash", content(9, 10))
+        .await?;
+    let mut client = transfers(&coord.url(), &w.pki).await?;
+    client.start_transfer(request("refused", 0, 0)).await?;
+    let done = wait_transfer(&coord.url(), &w.pki, "refused", Duration::from_secs(60)).await?;
+    assert_eq!(done.state, pb::TransferState::Failed as i32, "{done:?}");
+    // The target's own command failed with the reason, not only the source.
+    assert!(
+        done.error.contains("target: ") && done.error.contains("backslash"),
+        "{}",
+        done.error
+    );
+    c.stop().await;
+    coord.shutdown().await;
+    Ok(())
+}
+
 /// The coordinator process is SIGKILLed mid-transfer and restarted: the
 /// transfer completes, and what was verified before the kill is not sent again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -155,8 +155,15 @@ async fn session(
                         let Some(r) = round.as_mut().filter(|r| r.generation == batch.generation) else { continue };
                         for entry in batch.entries {
                             if let Err(e) = crate::objects::check_key(&entry.key) {
-                                let _ = tx.send(up(Up::Failure(pb::RelayFailure { message: e.to_string() }))).await;
-                                break;
+                                // A refused object fails the transfer, on both
+                                // sides: it never "succeeds" having moved nothing.
+                                let message = format!(
+                                    "transfer {}: the target refuses object key {}: {e}",
+                                    cmd.job_id,
+                                    ferry_common::limits::shorten(&entry.key)
+                                );
+                                let _ = tx.send(up(Up::Failure(pb::RelayFailure { message: message.clone() }))).await;
+                                break 'session Err(SessionError::Fatal(RelayError::Invalid(message)));
                             }
                             if let Some(req) = r.consider(scope, state, entry).await {
                                 let _ = tx.send(up(Up::Need(req))).await;
