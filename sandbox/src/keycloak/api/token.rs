@@ -46,9 +46,11 @@ fn invalid_client() -> Response {
     )
 }
 
+/// A 400, as RFC 6749 §5.2 has it and Keycloak 26 answers (measured in
+/// agent/tests/real_keycloak.rs), not the 401 of older Keycloaks.
 fn invalid_user() -> Response {
     oauth_error(
-        StatusCode::UNAUTHORIZED,
+        StatusCode::BAD_REQUEST,
         "invalid_grant",
         "Invalid user credentials",
     )
