@@ -198,6 +198,17 @@ impl Fleet {
             .find(|a| a.cluster_id == cluster))
     }
 
+    /// How long an agent may be silent before it counts as lost.
+    pub fn lost_after(&self) -> Duration {
+        self.lost_after
+    }
+
+    /// Whether `cluster`'s agent has a live session now.
+    pub fn is_connected(&self, cluster: &str) -> bool {
+        self.agent(cluster)
+            .is_ok_and(|a| a.state == pb::AgentState::Connected as i32)
+    }
+
     /// Every known agent with its live state.
     pub fn agents(&self) -> Result<Vec<pb::AgentInfo>> {
         let mut agents = self.store.agents()?;

@@ -484,3 +484,39 @@ async fn agent_killed_mid_load_leaves_all_or_nothing_and_a_retry_completes_once(
     all_or_nothing(&lw, BIG as i64)?;
     resubmit_completes_once(&lw, &args, BIG as i64).await
 }
+
+/// An agent killed mid-load and not coming back: the CLI does not wait for
+/// it forever with a frozen line — the load ends failed (exit 1) once the
+/// agent has been away longer than the coordinator's `--lost-after`, saying
+/// why, and nothing is in the database.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_load_whose_agent_is_lost_fails_visibly() -> anyhow::Result<()> {
+    let mut lw = LoadWorld::new().await?;
+    let (cats, items) = big_files(&lw, BIG)?;
+    let args = lw.start_args("orphan", &[(&cats, "category"), (&items, "item")]);
+    let mut cli = lw.spawn_load(&args)?;
+    mid_load(&lw, "orphan").await?;
+    if let Some(a) = lw.agent.as_mut() {
+        a.kill9()?;
+    }
+    // --lost-after is 3 s in these tests.
+    let code = wait_exit(&mut cli, Duration::from_secs(60))?;
+    let out = lw.w.ferry("viewer", &["load", "get", "orphan", "-o", "json"])?;
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    if code == Some(0) {
+        // It finished before the kill.
+        assert_eq!(got["state"], "loaded", "{got}");
+        return Ok(());
+    }
+    assert_eq!(code, Some(1), "{got}");
+    assert_eq!(got["state"], "failed", "{got}");
+    assert!(
+        got["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unreachable")),
+        "{got}"
+    );
+    all_or_nothing(&lw, BIG as i64)?;
+    assert_eq!(lw.count("item")?, 0);
+    Ok(())
+}

@@ -167,6 +167,16 @@ async fn follow(
     events: Option<mpsc::Sender<Result<pb::LoadEvent, Status>>>,
 ) {
     let id = status.load_id.clone();
+    let cluster = status
+        .spec
+        .as_ref()
+        .map(|s| s.cluster_id.clone())
+        .unwrap_or_default();
+    // Since when the load's agent has been away, and whether the client was
+    // told the load failed for it.
+    let mut away_since: Option<std::time::Instant> = None;
+    let mut given_up = false;
+    let mut events = events;
     let ended = loop {
         if status.command_id.is_empty() {
             // The coordinator stopped between recording the attempt and sending it.
@@ -178,6 +188,37 @@ async fn follow(
             Err(e) => {
                 tracing::error!(load = %id, error = %e, "cannot follow load");
                 return;
+            }
+        }
+        if inner.fleet.is_connected(&cluster) {
+            away_since = None;
+        } else {
+            let since = *away_since.get_or_insert_with(std::time::Instant::now);
+            if !given_up && since.elapsed() > inner.fleet.lost_after() {
+                // Say so now rather than wait for an agent that may never
+                // come back; keep following, so that if it does come back
+                // and finishes, its outcome is recorded over this.
+                given_up = true;
+                let mut failed = status.clone();
+                failed.state = LoadState::Failed as i32;
+                failed.error = format!(
+                    "the agent of cluster {cluster} has been unreachable for more than {}s: the load \
+                     cannot finish without it and nothing is committed unless it comes back and \
+                     finishes; see `ferry load get {id}`, and start it again with `--id {id}` once \
+                     the agent is back",
+                    inner.fleet.lost_after().as_secs()
+                );
+                failed.finished_at_unix_ms = unix_ms();
+                tracing::warn!(load = %id, %cluster, "load's agent lost; the load is reported failed");
+                if let Ok(Some(current)) = inner.store.load(&id)
+                    && current.attempt == failed.attempt
+                    && let Err(e) = inner.store.put_load(&failed)
+                {
+                    tracing::error!(load = %id, error = %e, "cannot record the lost load");
+                }
+                if let Some(tx) = events.take() {
+                    let _ = tx.send(Ok(final_event(failed))).await;
+                }
             }
         }
         if let Some(tx) = &events {

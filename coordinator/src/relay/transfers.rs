@@ -268,6 +268,53 @@ async fn finish(inner: &Inner, transfer: &str, command: &str) -> crate::Result<p
     }
 }
 
+/// Records a running transfer as failed, saying why, once one of its agents
+/// has been away longer than the coordinator's `--lost-after`, so a client
+/// following it is not left waiting on an agent that may never return. The
+/// transfer's own end, if its agents come back and finish, is recorded over
+/// this.
+async fn report_lost_agent(inner: Arc<Inner>, t: pb::TransferStatus) {
+    let clusters: Vec<String> = [&t.source, &t.target]
+        .into_iter()
+        .flatten()
+        .map(|s| s.cluster_id.clone())
+        .collect();
+    let mut away: Vec<Option<std::time::Instant>> = vec![None; clusters.len()];
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for (cluster, since) in clusters.iter().zip(away.iter_mut()) {
+            if inner.fleet.is_connected(cluster) {
+                *since = None;
+                continue;
+            }
+            let since = *since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() <= inner.fleet.lost_after() {
+                continue;
+            }
+            let Ok(Some(mut current)) = inner.store.transfer(&t.transfer_id) else {
+                return;
+            };
+            if current.state != pb::TransferState::Running as i32 {
+                return;
+            }
+            current.state = pb::TransferState::Failed as i32;
+            current.error = format!(
+                "the agent of cluster {cluster} has been unreachable for more than {}s: the \
+                 transfer cannot go on without it; what was verified is kept, and the transfer \
+                 resumes from there if it comes back (see `ferry transfer get {}`)",
+                inner.fleet.lost_after().as_secs(),
+                t.transfer_id
+            );
+            current.finished_at_unix_ms = unix_ms();
+            tracing::warn!(transfer = %t.transfer_id, %cluster, "transfer's agent lost; reported failed");
+            if let Err(e) = inner.store.put_transfer(&current) {
+                tracing::error!(transfer = %t.transfer_id, error = %e, "cannot record the lost transfer");
+            }
+            return;
+        }
+    }
+}
+
 /// Waits for both commands of a transfer and records how it ended.
 async fn follow(inner: Arc<Inner>, id: String) {
     let outcome: crate::Result<(pb::TransferStatus, Vec<pb::CommandStatus>)> = async {
@@ -276,10 +323,12 @@ async fn follow(inner: Arc<Inner>, id: String) {
             .transfer(&id)?
             .ok_or_else(|| crate::Error::Invalid(format!("no transfer {id}")))?;
         // Both sides run at once; when one fails the other is told, so it ends too.
+        let watchdog = tokio::spawn(report_lost_agent(inner.clone(), t.clone()));
         let (target, source) = tokio::join!(
             finish(&inner, &t.transfer_id, &t.target_command_id),
             finish(&inner, &t.transfer_id, &t.source_command_id),
         );
+        watchdog.abort();
         let results = vec![target?, source?];
         Ok((t, results))
     }
