@@ -177,7 +177,7 @@ fn chunks(down: Streaming<pb::LoadPullDown>) -> impl Stream<Item = Result<Chunk,
     })
 }
 
-fn to_load_spec(spec: &pb::LoadSpec) -> Result<LoadSpec, String> {
+pub(crate) fn to_load_spec(spec: &pb::LoadSpec) -> Result<LoadSpec, String> {
     let files = spec
         .files
         .iter()

@@ -49,6 +49,8 @@ mod role;
 mod run;
 mod schema;
 pub mod types;
+#[cfg(test)]
+mod fuzz;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
