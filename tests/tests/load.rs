@@ -501,7 +501,8 @@ async fn a_load_whose_agent_is_lost_fails_visibly() -> anyhow::Result<()> {
     }
     // --lost-after is 3 s in these tests.
     let code = wait_exit(&mut cli, Duration::from_secs(60))?;
-    let out = lw.w.ferry("viewer", &["load", "get", "orphan", "-o", "json"])?;
+    let out =
+        lw.w.ferry("viewer", &["load", "get", "orphan", "-o", "json"])?;
     let got: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     if code == Some(0) {
         // It finished before the kill.

@@ -297,4 +297,3 @@ fn fuzz_network_messages_decode_and_validate_without_panicking() {
         }
     });
 }
-

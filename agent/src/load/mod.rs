@@ -38,6 +38,8 @@ mod copy;
 mod datetime;
 mod digest;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod header;
 mod ledger;
 mod numeric;
@@ -49,8 +51,6 @@ mod role;
 mod run;
 mod schema;
 pub mod types;
-#[cfg(test)]
-mod fuzz;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
