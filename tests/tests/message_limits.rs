@@ -134,3 +134,86 @@ async fn garbage_request_bytes_are_invalid_argument() -> anyhow::Result<()> {
     assert!(status.message().contains("GetAgentRequest"), "{status:?}");
     Ok(())
 }
+
+/// A `finished` the hub sent into a source connection that had died is not
+/// lost with it: a source that connects after the sink has everything is
+/// told at once (before, the transfer stayed `running` forever).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_reconnecting_after_the_sink_finished_is_told_so() -> anyhow::Result<()> {
+    use ferry_common::pb::{
+        agent_link_client::AgentLinkClient, agent_message, sink_up, source_down,
+        transfers_client::TransfersClient,
+    };
+    let w = World::new(&["a", "b"], &["admin"])?;
+    let _coordinator = w.coordinator(&["admin=admin"], &[])?;
+    // Both agents known to the coordinator (registered once, then gone), so
+    // a transfer between them can be started; no agent runs its commands.
+    for cluster in ["a", "b"] {
+        let mut link = AgentLinkClient::new(channel(&w, &format!("agent-{cluster}")).await?);
+        let (tx, rx) = mpsc::channel(1);
+        tx.send(pb::AgentMessage {
+            msg: Some(agent_message::Msg::Register(pb::Register {
+                cluster_id: cluster.into(),
+                ..Default::default()
+            })),
+        })
+        .await?;
+        let mut down = link.session(ReceiverStream::new(rx)).await?.into_inner();
+        down.message().await?;
+    }
+    let mut transfers = TransfersClient::new(channel(&w, "client-admin").await?);
+    let set = |c: &str| pb::ObjectSet {
+        cluster_id: c.into(),
+        store: "obc".into(),
+        prefix: String::new(),
+    };
+    transfers
+        .start_transfer(pb::StartTransferRequest {
+            transfer_id: "t-1".into(),
+            source: Some(set("a")),
+            target: Some(set("b")),
+            ..Default::default()
+        })
+        .await?;
+    // The source is connected when the sink reports it has everything...
+    let mut relay_a = RelayClient::new(channel(&w, "agent-a").await?);
+    let (first_tx, first_rx) = mpsc::channel(4);
+    first_tx.send(hello("t-1".into())).await?;
+    let first = relay_a.source(ReceiverStream::new(first_rx)).await?;
+    let mut relay_b = RelayClient::new(channel(&w, "agent-b").await?);
+    let (sink_tx, sink_rx) = mpsc::channel(4);
+    for msg in [
+        sink_up::Msg::Hello(pb::RelayHello {
+            job_id: "t-1".into(),
+        }),
+        sink_up::Msg::Done(pb::SinkDone::default()),
+    ] {
+        sink_tx.send(pb::SinkUp { msg: Some(msg) }).await?;
+    }
+    let _sink = relay_b.sink(ReceiverStream::new(sink_rx)).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // ...but that connection dies before the source reads it, and the
+    // source reconnects.
+    drop(first);
+    drop(first_tx);
+    let (again_tx, again_rx) = mpsc::channel(4);
+    again_tx.send(hello("t-1".into())).await?;
+    let mut again = relay_a
+        .source(ReceiverStream::new(again_rx))
+        .await?
+        .into_inner();
+    let told = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(m) = again.message().await? {
+            if matches!(m.msg, Some(source_down::Msg::Finished(_))) {
+                return Ok(true);
+            }
+        }
+        Ok::<_, tonic::Status>(false)
+    })
+    .await;
+    assert!(
+        matches!(told, Ok(Ok(true))),
+        "the reconnected source was never told the sink has everything: {told:?}"
+    );
+    Ok(())
+}

@@ -105,6 +105,11 @@ struct Job {
     sink: watch::Sender<Option<Peer<pb::SinkDown>>>,
     /// Whether the connected sink has received anything from the source.
     sink_fed: AtomicBool,
+    /// The sink has everything (with its counts): a source that connects
+    /// from now on is told so at once, however its reconnects and the
+    /// sink's end interleave — a `finished` sent into a connection that was
+    /// already dead is not lost with it.
+    finished: Mutex<Option<Option<pb::TransferCounts>>>,
     progress: Mutex<Progress>,
 }
 
@@ -151,6 +156,7 @@ impl RelayHub {
                     source: watch::channel(None).0,
                     sink: watch::channel(None).0,
                     sink_fed: AtomicBool::new(false),
+                    finished: Mutex::new(None),
                     progress: Mutex::new(Progress::default()),
                 })
             })
@@ -318,8 +324,19 @@ impl Relay for RelayService {
         let job = self.hub.job(&job_id);
         let conn = self.hub.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(PIPE_DEPTH);
-        job.source.send_replace(Some(Peer { conn, tx }));
+        job.source.send_replace(Some(Peer {
+            conn,
+            tx: tx.clone(),
+        }));
         tracing::info!(transfer = %job_id, conn, "relay source connected");
+        let done = lock(&job.finished).clone();
+        if let Some(counts) = done {
+            tracing::info!(transfer = %job_id, conn, "the sink already has everything: telling the source");
+            let finished = source_down::Msg::Finished(pb::RelayFinished { counts });
+            let _ = tx.try_send(Ok(pb::SourceDown {
+                msg: Some(finished),
+            }));
+        }
         let hub = self.hub.clone();
         tokio::spawn(async move {
             let _permit = permit;
@@ -338,6 +355,11 @@ impl Relay for RelayService {
                     }
                     Some(source_up::Msg::Hello(_)) | None => continue,
                 };
+                // A sink that has everything is gone for good: waiting for
+                // it would hold this stream forever.
+                if lock(&job.finished).is_some() {
+                    continue;
+                }
                 if deliver(&job.sink, pb::SinkDown { msg: Some(down) })
                     .await
                     .is_some()
@@ -404,6 +426,7 @@ impl Relay for RelayService {
                     Some(sink_up::Msg::Done(d)) => {
                         tracing::info!(transfer = %job_id, "relay sink has everything");
                         lock(&job.progress).done = d.counts;
+                        *lock(&job.finished) = Some(d.counts);
                         let finished =
                             source_down::Msg::Finished(pb::RelayFinished { counts: d.counts });
                         deliver(
@@ -440,6 +463,7 @@ impl RelayHub {
     /// before passing it on (the source gets it once it reconnects).
     pub fn finish_source(&self, job_id: &str, counts: Option<pb::TransferCounts>) {
         let job = self.job(job_id);
+        *lock(&job.finished) = Some(counts);
         tokio::spawn(async move {
             let finished = source_down::Msg::Finished(pb::RelayFinished { counts });
             deliver(
