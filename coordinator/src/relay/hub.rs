@@ -329,7 +329,7 @@ impl Relay for RelayService {
             tx: tx.clone(),
         }));
         tracing::info!(transfer = %job_id, conn, "relay source connected");
-        let done = lock(&job.finished).clone();
+        let done = *lock(&job.finished);
         if let Some(counts) = done {
             tracing::info!(transfer = %job_id, conn, "the sink already has everything: telling the source");
             let finished = source_down::Msg::Finished(pb::RelayFinished { counts });
