@@ -9,18 +9,20 @@ use futures::Stream;
 use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::peer;
+use crate::auth::{Authorizer, peer};
 use crate::fleet::Fleet;
 
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct LinkService {
     fleet: Arc<Fleet>,
+    /// Audits the sessions it refuses.
+    auth: Arc<Authorizer>,
 }
 
 impl LinkService {
-    pub fn new(fleet: Arc<Fleet>) -> Self {
-        Self { fleet }
+    pub fn new(fleet: Arc<Fleet>, auth: Arc<Authorizer>) -> Self {
+        Self { fleet, auth }
     }
 }
 
@@ -36,12 +38,20 @@ impl AgentLink for LinkService {
         req: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<DownStream>, Status> {
         let peer = peer(&req)?;
+        let who = crate::auth::actor(&req);
+        let refuse = |object: &str, status: Status| {
+            self.auth.refused_by(&who, "agent.session", object, &status);
+            status
+        };
         let cluster = match &peer.identity {
             Identity::Agent(c) => c.clone(),
             other => {
-                return Err(Status::permission_denied(format!(
-                    "{other} may not open an agent session; agents use a spiffe://ferry/cluster/<id> certificate"
-                )));
+                return Err(refuse(
+                    "",
+                    Status::permission_denied(format!(
+                        "{other} may not open an agent session; agents use a spiffe://ferry/cluster/<id> certificate"
+                    )),
+                ));
             }
         };
         tracing::Span::current().record("cluster", cluster.as_str());
@@ -59,10 +69,13 @@ impl AgentLink for LinkService {
         };
         if register.cluster_id != cluster {
             tracing::warn!(%cluster, claimed = %register.cluster_id, "agent registered as another cluster; refused");
-            return Err(Status::permission_denied(format!(
-                "this certificate belongs to cluster {cluster}; it cannot register as cluster {:?}",
-                register.cluster_id
-            )));
+            return Err(refuse(
+                &register.cluster_id,
+                Status::permission_denied(format!(
+                    "this certificate belongs to cluster {cluster}; it cannot register as cluster {:?}",
+                    ferry_common::limits::shorten(&register.cluster_id)
+                )),
+            ));
         }
         let opened = self.fleet.open_session(register, peer.remote).await?;
         let fleet = self.fleet.clone();

@@ -128,11 +128,11 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
-            AgentLinkServer::new(LinkService::new(fleet.clone()))
+            AgentLinkServer::new(LinkService::new(fleet.clone(), auth.clone()))
                 .max_decoding_message_size(LINK_MESSAGE),
         )
         .add_service(
-            FleetServer::new(FleetApi::new(fleet.clone(), auth))
+            FleetServer::new(FleetApi::new(fleet.clone(), auth.clone()))
                 .max_decoding_message_size(CONTROL_MESSAGE),
         )
         .add_service(relay_service)
@@ -140,9 +140,12 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
         .add_service(LoadsServer::new(loads).max_decoding_message_size(LOAD_MESSAGE))
         .add_service(MigrationsServer::new(migrations).max_decoding_message_size(CONTROL_MESSAGE))
         .add_service(
-            LoadDataServer::new(LoadDataService { hub: load_hub })
-                .max_decoding_message_size(CONTROL_MESSAGE)
-                .max_encoding_message_size(LOAD_MESSAGE),
+            LoadDataServer::new(LoadDataService {
+                hub: load_hub,
+                auth: auth.clone(),
+            })
+            .max_decoding_message_size(CONTROL_MESSAGE)
+            .max_encoding_message_size(LOAD_MESSAGE),
         );
     // Separate from `shutdown`: the endpoint outlives the drain.
     let http_stop = CancellationToken::new();

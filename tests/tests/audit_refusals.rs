@@ -75,3 +75,48 @@ async fn refused_calls_are_audited_with_who_what_and_why() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+/// An agent's refused session (registering as another cluster) is audited
+/// too, with the cluster it claimed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_agent_session_is_audited() -> anyhow::Result<()> {
+    use ferry_common::pb::{self, agent_link_client::AgentLinkClient, agent_message};
+    use ferry_common::tls::{self, TlsPaths};
+    let w = World::new(&["a"], &["admin"])?;
+    let _coordinator = w.coordinator(&["admin=admin"], &[])?;
+    let paths = TlsPaths::in_dir(&w.pki, "agent-a");
+    let channel = ferry_tests::eventually(Duration::from_secs(20), "the coordinator", || async {
+        tls::connect(&w.url(), &paths, None, Duration::from_secs(5))
+            .await
+            .ok()
+    })
+    .await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(pb::AgentMessage {
+        msg: Some(agent_message::Msg::Register(pb::Register {
+            cluster_id: "b".into(),
+            ..Default::default()
+        })),
+    })
+    .await?;
+    let refused = AgentLinkClient::new(channel)
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await;
+    let refused = match refused {
+        Ok(r) => r.into_inner().message().await.err(),
+        Err(s) => Some(s),
+    };
+    assert_eq!(
+        refused.map(|s| s.code()),
+        Some(tonic::Code::PermissionDenied)
+    );
+    let audit = w.ferry_json("admin", &["migrate", "audit"])?;
+    let entries = audit["entries"].as_array().cloned().unwrap_or_default();
+    assert!(
+        entries.iter().any(|e| e["action"] == "agent.session-denied"
+            && e["actor"] == "cluster/a"
+            && e["object"] == "b"),
+        "{audit:#}"
+    );
+    Ok(())
+}

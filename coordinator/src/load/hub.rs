@@ -125,6 +125,8 @@ impl LoadHub {
 /// The gRPC face of the hub for agents.
 pub struct LoadDataService {
     pub hub: Arc<LoadHub>,
+    /// Audits the pulls it refuses.
+    pub auth: Arc<crate::auth::Authorizer>,
 }
 
 type PullStream = Pin<Box<dyn Stream<Item = Result<pb::LoadPullDown, Status>> + Send>>;
@@ -165,12 +167,15 @@ impl LoadData for LoadDataService {
         &self,
         req: Request<Streaming<pb::LoadPullUp>>,
     ) -> Result<Response<PullStream>, Status> {
+        let who = crate::auth::actor(&req);
         let cluster = match peer(&req)?.identity {
             Identity::Agent(c) => c,
             other => {
-                return Err(Status::permission_denied(format!(
+                let status = Status::permission_denied(format!(
                     "{other} may not pull a load; only the agent of the load's cluster may"
-                )));
+                ));
+                self.auth.refused_by(&who, "load.pull", "", &status);
+                return Err(status);
             }
         };
         let mut inbound = req.into_inner();
@@ -182,7 +187,10 @@ impl LoadData for LoadDataService {
                 ));
             }
         };
-        let (entry, upload) = self.hub.take(&hello.load_id, &cluster, hello.attempt)?;
+        let taken = self.hub.take(&hello.load_id, &cluster, hello.attempt);
+        let (entry, upload) =
+            self.auth
+                .audit_refusal_by(&who, "load.pull", &hello.load_id, taken)?;
         tracing::info!(load = %hello.load_id, %cluster, "agent pulling load");
         let progress_of = entry.clone();
         tokio::spawn(async move {
