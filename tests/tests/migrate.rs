@@ -820,3 +820,58 @@ async fn a_held_migration_stages_again_and_cuts_over_when_asked() -> anyhow::Res
     drop(coordinator);
     Ok(())
 }
+
+/// `ferry migrate start` rides out a coordinator restart: it reconnects and
+/// follows the migration, which went on there, to its verified end (exit
+/// 0), instead of printing a raw transport error.
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_start_follows_through_a_coordinator_restart() -> anyhow::Result<()> {
+    ferry_tests::init_logs();
+    let w = World::new(&["a", "b"], &["admin"])?;
+    let a = cluster(&w, "a", Site::source("a.example.com")).await?;
+    let b = cluster(&w, "b", Site::target("b.example.com")).await?;
+    a.velero_faults().set_item_delay(Duration::from_millis(15));
+    b.velero_faults().set_item_delay(Duration::from_millis(20));
+    let mut coordinator = w.coordinator(&["admin=operator"], &[])?;
+    let (_agent_a, _agent_b) = both_agents(&w, &a, &b).await?;
+    let stderr = w.path("migrate-start.err");
+    let mut cli = std::process::Command::new(ferry_tests::bin("ferry")?)
+        .arg("--coordinator")
+        .arg(w.url())
+        .arg("--pki-dir")
+        .arg(&w.pki)
+        .args(["--as", "admin"])
+        .args(migrate_args("start", "a", "b", &["--id", "m9"]))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr)?)
+        .spawn()?;
+    wait_until(&w, "m9", MIGRATION_TIMEOUT, "a step done", |m| {
+        m.steps
+            .iter()
+            .filter(|s| s.state == pb::StepState::Succeeded as i32)
+            .count()
+            >= 2
+    })
+    .await?;
+    coordinator.kill9()?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _coordinator = w.coordinator(&["admin=operator"], &[])?;
+    let deadline = std::time::Instant::now() + MIGRATION_TIMEOUT;
+    let status = loop {
+        if let Some(s) = cli.try_wait()? {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = cli.kill();
+            anyhow::bail!("ferry migrate start did not end");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let err = std::fs::read_to_string(&stderr)?;
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("reconnecting"), "{err}");
+    let m = w.ferry_json("admin", &["migrate", "get", "m9"])?;
+    assert_eq!(m["state"], "succeeded", "{m:#}");
+    Ok(())
+}
