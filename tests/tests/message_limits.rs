@@ -217,3 +217,58 @@ async fn a_source_reconnecting_after_the_sink_finished_is_told_so() -> anyhow::R
     );
     Ok(())
 }
+
+/// A transfer whose agents are gone does not stay `running` forever: once
+/// one has been away longer than `--lost-after` (3 s here), the transfer
+/// reads `failed`, saying which agent and why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transfer_whose_agent_is_lost_fails_visibly() -> anyhow::Result<()> {
+    use ferry_common::pb::{agent_link_client::AgentLinkClient, agent_message};
+    let w = World::new(&["a", "b"], &["admin"])?;
+    let _coordinator = w.coordinator(&["admin=admin"], &[])?;
+    // Known to the coordinator, then gone.
+    for cluster in ["a", "b"] {
+        let mut link = AgentLinkClient::new(channel(&w, &format!("agent-{cluster}")).await?);
+        let (tx, rx) = mpsc::channel(1);
+        tx.send(pb::AgentMessage {
+            msg: Some(agent_message::Msg::Register(pb::Register {
+                cluster_id: cluster.into(),
+                ..Default::default()
+            })),
+        })
+        .await?;
+        let mut down = link.session(ReceiverStream::new(rx)).await?.into_inner();
+        down.message().await?;
+    }
+    // Bounded: before, this waited forever.
+    let mut cli = std::process::Command::new(ferry_tests::bin("ferry")?)
+        .arg("--coordinator")
+        .arg(w.url())
+        .arg("--pki-dir")
+        .arg(&w.pki)
+        .args([
+            "--as", "admin", "transfer", "start", "--from", "a:obc", "--to", "b:obc",
+        ])
+        .args(["-o", "json"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while cli.try_wait()?.is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = cli.kill();
+            anyhow::bail!("`ferry transfer start` still waits on agents that are gone");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = cli.wait_with_output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert!(
+        got.to_string().contains("unreachable") || err.contains("unreachable"),
+        "{got} {err}"
+    );
+    Ok(())
+}
