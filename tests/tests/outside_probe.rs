@@ -1,7 +1,10 @@
-//! What a peer can make the coordinator hold: each service accepts messages
-//! only as large as it needs (relay: one frame and its header; control
-//! calls far less), errors repeat only the start of a peer's input, and one
-//! agent holds a bounded number of relay streams.
+//! What an outside probe of the release binaries found (issue 12), played
+//! against a real coordinator with raw gRPC clients: each service accepts
+//! messages only as large as it needs (relay: one frame and its header;
+//! control calls far less), errors repeat only the start of a peer's input,
+//! one agent holds a bounded number of relay streams, undecodable requests
+//! are INVALID_ARGUMENT, a source reconnecting after its sink finished is
+//! told so, and a transfer whose agents are gone ends failed.
 use std::time::Duration;
 
 use ferry_common::limits;
