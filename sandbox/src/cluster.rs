@@ -172,6 +172,13 @@ impl SandboxCluster {
         &self.s3
     }
 
+    /// Starts the node-agent stand-in for the real cluster behind `client`,
+    /// over this cluster's object store and volumes (the real tier: Velero's
+    /// server there, this cluster's S3 as its BSL).
+    pub fn serve_node_agent(&self, client: kube::Client) -> crate::velero::NodeAgentStandIn {
+        crate::velero::NodeAgentStandIn::start(client, self.s3.clone(), self.volumes().clone())
+    }
+
     pub fn s3_endpoint(&self) -> &str {
         self.s3.endpoint()
     }

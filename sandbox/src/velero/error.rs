@@ -35,6 +35,9 @@ pub enum VeleroError {
     #[error("{what} is malformed: {message}")]
     Malformed { what: String, message: String },
 
+    #[error("the node-agent stand-in could not read {what}: {message}")]
+    StandIn { what: String, message: String },
+
     #[error("backup storage location {namespace}/{name} is not usable: {reason}")]
     Location {
         namespace: String,

@@ -21,6 +21,7 @@ mod filter;
 mod layout;
 mod location;
 mod meta;
+mod node_agent;
 pub mod repo;
 mod restore;
 mod restore_item;
@@ -34,6 +35,7 @@ pub use controller::{VeleroConfig, VeleroController};
 pub use error::{Result, VeleroError};
 pub use faults::VeleroFaults;
 pub use layout::{backup_keys, restore_keys};
+pub use node_agent::NodeAgentStandIn;
 pub use tarball::entry_paths as tarball_entry_paths;
 pub use volumes::{VolumeFile, Volumes, filler_stream};
 

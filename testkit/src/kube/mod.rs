@@ -10,7 +10,8 @@
 //! service accounts and their tokens, persistent-volume binding, the
 //! scheduler). What stands in: **KWOK plays the kubelets** — no container
 //! runs; a Pod bound to a fake node is reported Running and Ready, and a
-//! deleted one goes away (`stages.yaml`).
+//! deleted one goes away (`stages.yaml`); and **a CSI provisioner stand-in**
+//! binds a volume to each claim that waits for one (`provisioner.rs`).
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -22,7 +23,8 @@
 //! when the test panics.
 
 mod pki;
-mod process;
+pub(crate) mod process;
+mod provisioner;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -76,6 +78,8 @@ const NODES: usize = 2;
 pub struct RealCluster {
     // Declared first so the processes die before their directory goes.
     processes: Vec<Process>,
+    /// The CSI provisioner stand-in (`provisioner.rs`).
+    provisioner: Option<tokio::task::JoinHandle<()>>,
     dir: Option<tempfile::TempDir>,
     kubeconfig: PathBuf,
     server: String,
@@ -105,6 +109,7 @@ impl RealCluster {
         let pki = pki::write_all(&root)?;
         let mut cluster = RealCluster {
             processes: Vec::new(),
+            provisioner: None,
             kubeconfig: root.join("admin.kubeconfig"),
             server: String::new(),
             ca_cert: pki.ca_cert.clone(),
@@ -206,6 +211,7 @@ impl RealCluster {
         )?);
 
         let client = cluster.client().await?;
+        cluster.provisioner = Some(tokio::spawn(provisioner::run(client.clone())));
         register_nodes(&client).await?;
         cluster.wait_nodes_ready(&client).await?;
         // Pods are admitted only once their namespace's `default`
@@ -243,7 +249,10 @@ impl RealCluster {
 
     /// This cluster's private directory.
     pub fn dir(&self) -> &Path {
-        self.dir.as_ref().map(|d| d.path()).unwrap_or(Path::new("."))
+        self.dir
+            .as_ref()
+            .map(|d| d.path())
+            .unwrap_or(Path::new("."))
     }
 
     pub fn started_in(&self) -> Duration {
@@ -347,6 +356,14 @@ impl RealCluster {
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for RealCluster {
+    fn drop(&mut self) {
+        if let Some(task) = &self.provisioner {
+            task.abort();
         }
     }
 }

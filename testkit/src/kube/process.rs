@@ -20,11 +20,22 @@ pub(crate) struct Process {
 
 impl Process {
     pub fn spawn(dir: &Path, name: &str, program: &Path, args: &[String]) -> anyhow::Result<Self> {
+        Self::spawn_with_env(dir, name, program, args, &[])
+    }
+
+    pub fn spawn_with_env(
+        dir: &Path,
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let log = dir.join(format!("{name}.log"));
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone().context("duplicating a log handle")?;
         let child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(out)
