@@ -170,8 +170,14 @@ async fn the_charts_install_and_the_agent_account_is_enough_and_no_more() -> Res
     // Least privilege: no Secret outside the registry (and Keycloak's one
     // admin Secret), nothing cluster-scoped it does not need.
     let secrets = |ns: &str| -> Api<Secret> { Api::namespaced(sa.clone(), ns) };
-    assert_eq!(refusal(secrets("default").list(&Default::default()).await), Some(403));
-    assert_eq!(refusal(secrets(FERRY_NS).list(&Default::default()).await), Some(403));
+    assert_eq!(
+        refusal(secrets("default").list(&Default::default()).await),
+        Some(403)
+    );
+    assert_eq!(
+        refusal(secrets(FERRY_NS).list(&Default::default()).await),
+        Some(403)
+    );
     assert_eq!(
         refusal(secrets("velero").get("cloud-credentials").await),
         Some(403)
@@ -181,7 +187,11 @@ async fn the_charts_install_and_the_agent_account_is_enough_and_no_more() -> Res
         Some(403)
     );
     assert_eq!(
-        refusal(Api::<Secret>::all(sa.clone()).list(&Default::default()).await),
+        refusal(
+            Api::<Secret>::all(sa.clone())
+                .list(&Default::default())
+                .await
+        ),
         Some(403)
     );
     assert_eq!(refusal(secrets(REG).list(&Default::default()).await), None);

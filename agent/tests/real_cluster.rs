@@ -26,7 +26,11 @@ async fn all_ready(side: &Side, what: &str) -> Result<pb::Inventory> {
             return Ok(inv);
         }
         if tokio::time::Instant::now() >= deadline {
-            let tails = side.real.as_ref().map(|r| r.log_tails()).unwrap_or_default();
+            let tails = side
+                .real
+                .as_ref()
+                .map(|r| r.log_tails())
+                .unwrap_or_default();
             bail!(
                 "{what}: {} of {} workloads ready after {READY:?}, not ready: {:?}\n{tails}",
                 inv.workloads_ready,

@@ -21,11 +21,12 @@ pub use ferry_common::pb::{
 };
 pub use ferry_sandbox::cluster::{ClusterOptions, SandboxCluster};
 pub use ferry_sandbox::fixture::{
-    Target,
-    self, BSL_PREFIX, DEFAULT_BSL, OBC_BUCKETS, Platform, Registry, Seed, bucket_name,
+    self, BSL_PREFIX, DEFAULT_BSL, OBC_BUCKETS, Platform, Registry, Seed, Target, bucket_name,
 };
 pub use ferry_sandbox::s3::S3Server;
+pub use ferry_sandbox::velero::NodeAgentStandIn;
 pub use ferry_testkit::kube::RealCluster;
+pub use ferry_testkit::velero::RealVelero;
 pub use k8s_openapi::api::core::v1::Secret;
 pub use kube::ResourceExt;
 pub use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
@@ -51,6 +52,8 @@ pub struct Side {
     pub real: Option<RealCluster>,
     /// Where the agent's Kubernetes API is.
     pub kubeconfig: PathBuf,
+    /// The real Velero server and the node-agent stand-in, when started.
+    pub velero: Option<(RealVelero, NodeAgentStandIn)>,
     pub ctx: RelayContext,
     pub progress: mpsc::Receiver<pb::CommandProgress>,
 }
@@ -111,28 +114,53 @@ pub async fn side(dir: &Path, id: &str, seed: Seed) -> Result<Side> {
 /// Kubernetes objects (CRDs installed first), beside the sandbox cluster's
 /// object store and Keycloak.
 pub async fn real_side(dir: &Path, id: &str, seed: Seed) -> Result<Side> {
+    real_side_with(dir, id, seed, false).await
+}
+
+/// `real_side`, made ready for the real Velero server when `velero` (its
+/// own CRDs installed first); [`start_velero`] starts it.
+pub async fn real_side_with(dir: &Path, id: &str, seed: Seed, velero: bool) -> Result<Side> {
     let (cluster, real) = tokio::join!(
         SandboxCluster::start(dir.join(id), ClusterOptions::default()),
         RealCluster::start(),
     );
     let (cluster, real) = (cluster?, real?);
     let client = real.client().await?;
+    if velero {
+        ferry_testkit::velero::install_crds(&real)?;
+    }
     // A bare OKD has none of the Platform's or Velero's types.
     if seed.platform.is_some() {
         fixture::install_crds(&client, WAIT).await?;
     }
-    fixture::seed_onto(&cluster, &Target::Kube(client), &seed)
+    fixture::seed_onto(&cluster, &Target::Kube(client.clone()), &seed)
         .await
         .with_context(|| format!("seeding the real cluster:\n{}", real.log_tails()))?;
     let kubeconfig = real.kubeconfig().to_path_buf();
     side_on(dir, id, cluster, Some(real), kubeconfig)
 }
 
+/// Starts Velero's server on a real side, with the node-agent stand-in.
+/// One at a time on a machine: Velero's controller manager always serves
+/// its own metrics on :8080, so a second server would not start.
+pub async fn start_velero(side: &mut Side) -> Result<()> {
+    let real = side
+        .real
+        .as_ref()
+        .context("Velero's server runs on a real side")?;
+    let server = RealVelero::start(real).await?;
+    let client = real.client().await?;
+    side.velero = Some((server, side.cluster.serve_node_agent(client)));
+    Ok(())
+}
+
 /// The same side, its agent reaching the cluster through `kubeconfig`
 /// instead (e.g. holding only a ServiceAccount's token).
 pub fn with_kubeconfig(side: Side, dir: &Path, kubeconfig: &Path) -> Result<Side> {
     let id = side.ctx.config.cluster_id.clone();
-    side_on(dir, &id, side.cluster, side.real, kubeconfig.to_path_buf())
+    let mut new = side_on(dir, &id, side.cluster, side.real, kubeconfig.to_path_buf())?;
+    new.velero = side.velero;
+    Ok(new)
 }
 
 fn side_on(
@@ -152,6 +180,7 @@ fn side_on(
         cluster,
         real,
         kubeconfig,
+        velero: None,
         ctx,
         progress: rx,
     })
@@ -372,4 +401,3 @@ pub async fn mentions(side: &Side, needle: &str) -> Result<Vec<String>> {
 pub fn drain(rx: &mut mpsc::Receiver<pb::CommandProgress>) -> Vec<pb::CommandProgress> {
     std::iter::from_fn(|| rx.try_recv().ok()).collect()
 }
-
