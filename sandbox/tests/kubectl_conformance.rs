@@ -380,17 +380,22 @@ async fn kubectl_conformance_scenarios() -> Result<()> {
     Ok(())
 }
 
-/// The same scenarios against a real kube-apiserver (`FERRY_REAL_KUBECONFIG`,
-/// e.g. the real stack's) and against a sandbox: the observations must agree
-/// except where docs/sandbox.md names a difference.
+/// The same scenarios against a real kube-apiserver (the real stack's,
+/// started here; or another one's kubeconfig in `FERRY_REAL_KUBECONFIG`) and
+/// against a sandbox: the observations must agree except where
+/// docs/sandbox.md names a difference.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a real kube-apiserver: set FERRY_REAL_KUBECONFIG and run with --ignored"]
 async fn sandbox_agrees_with_a_real_apiserver() -> Result<()> {
     let kubectl = kubectl()?;
-    let Some(real) = std::env::var_os("FERRY_REAL_KUBECONFIG") else {
-        bail!("FERRY_REAL_KUBECONFIG is not set: point it at a real kube-apiserver's kubeconfig");
+    let (_started, real_kubeconfig) = match std::env::var_os("FERRY_REAL_KUBECONFIG") {
+        Some(path) => (None, PathBuf::from(path)),
+        None => {
+            let cluster = ferry_testkit::kube::RealCluster::start().await?;
+            let path = cluster.kubeconfig().to_path_buf();
+            (Some(cluster), path)
+        }
     };
-    let real = conformance::run_all(&kubectl, std::path::Path::new(&real)).await?;
+    let real = conformance::run_all(&kubectl, &real_kubeconfig).await?;
     let dir = tempfile::tempdir()?;
     let cluster =
         SandboxCluster::start(dir.path().join("cluster"), ClusterOptions::default()).await?;
