@@ -57,16 +57,7 @@ async fn preflight_names_what_is_wrong() -> Result<()> {
     assert_eq!(tgt.registry_version, "");
 
     let on_bare = preflight(&bare, ClusterRole::Target).await?;
-    let expected: BTreeSet<&str> = [
-        "platform-present",
-        "velero-present",
-        "bsl-available",
-        "apps-domain",
-        "keycloak-answering",
-        "gerrit-present",
-        "nexus-present",
-    ]
-    .into();
+    let expected: BTreeSet<&str> = BARE_TARGET_FAILURES.into();
     assert_eq!(failed(&on_bare), expected, "{on_bare:#?}");
     assert!(on_bare.checks.iter().all(|c| !c.reason.is_empty()));
 
@@ -453,24 +444,6 @@ async fn a_registry_moves_step_by_step_and_rolls_back() -> Result<()> {
     b.cluster.shutdown().await;
     a.cluster.shutdown().await;
     Ok(())
-}
-
-async fn backup(
-    side: &Side,
-    name: &str,
-    location: &str,
-    allow_warnings: bool,
-) -> Result<pb::BackupReport> {
-    let out = step(
-        side,
-        Kind::Backup(pb::BackupStep {
-            backup_name: name.into(),
-            backup_location: location.into(),
-            allow_warnings,
-        }),
-    )
-    .await?;
-    Ok(expect!(out, Backup))
 }
 
 #[tokio::test]

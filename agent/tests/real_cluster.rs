@@ -108,16 +108,7 @@ async fn preflight_refuses_bare_and_occupied_real_targets() -> Result<()> {
     );
 
     let on_bare = preflight(&bare, ClusterRole::Target).await?;
-    let expected: BTreeSet<&str> = [
-        "platform-present",
-        "velero-present",
-        "bsl-available",
-        "apps-domain",
-        "keycloak-answering",
-        "gerrit-present",
-        "nexus-present",
-    ]
-    .into();
+    let expected: BTreeSet<&str> = BARE_TARGET_FAILURES.into();
     assert_eq!(failed(&on_bare), expected, "{on_bare:#?}");
 
     // A cluster that already holds the registry is no target for it.

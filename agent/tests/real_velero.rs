@@ -94,18 +94,7 @@ async fn real_velero_backs_up_on_a_and_restores_on_b_in_the_platform_phases() ->
     let source = inventory(&a).await?;
 
     // The backup, by the real Velero server on A.
-    let backup = expect!(
-        step(
-            &a,
-            Kind::Backup(pb::BackupStep {
-                backup_name: BACKUP.into(),
-                backup_location: DEFAULT_BSL.into(),
-                allow_warnings: false,
-            })
-        )
-        .await?,
-        Backup
-    );
+    let backup = backup(&a, BACKUP, DEFAULT_BSL, false).await?;
     assert_eq!(backup.phase, "Completed", "{backup:?}");
     assert!(backup.items > 50, "{backup:?}");
     let made = velero_api(&ca, "Backup", "backups").get(BACKUP).await?;

@@ -285,6 +285,36 @@ pub fn cleanup_step(restores: &[String]) -> pb::CleanupStep {
     }
 }
 
+/// The checks a target preflight fails on a bare OKD (no Platform).
+pub const BARE_TARGET_FAILURES: [&str; 7] = [
+    "platform-present",
+    "velero-present",
+    "bsl-available",
+    "apps-domain",
+    "keycloak-answering",
+    "gerrit-present",
+    "nexus-present",
+];
+
+/// Runs the backup step for `name` at `location`.
+pub async fn backup(
+    side: &Side,
+    name: &str,
+    location: &str,
+    allow_warnings: bool,
+) -> Result<pb::BackupReport> {
+    let out = step(
+        side,
+        Kind::Backup(pb::BackupStep {
+            backup_name: name.into(),
+            backup_location: location.into(),
+            allow_warnings,
+        }),
+    )
+    .await?;
+    Ok(expect!(out, Backup))
+}
+
 pub fn failed(report: &pb::PreflightReport) -> BTreeSet<&str> {
     report
         .checks
