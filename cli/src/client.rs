@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferry_common::pb::{self, fleet_client::FleetClient};
-use ferry_common::tls::{self, ConnectError, TlsPaths};
+use ferry_common::tls::{self, AlertDescription, ConnectError, TlsPaths};
 use tonic::transport::Channel;
 
 use crate::exit;
@@ -171,36 +171,29 @@ pub fn usage<T>(message: impl Into<String>) -> anyhow::Result<T> {
 }
 
 /// The coordinator refused this client's certificate during the handshake
-/// (TLS 1.3 reports that only at the first call), in words: which side
-/// refused, why, and what to do. `None` if `e` is not that.
-pub fn handshake_refusal(e: &anyhow::Error) -> Option<String> {
+/// (TLS 1.3 reports that only at the first call): the alert it sent, read
+/// from the error's words. `None` if `e` is not that. In words for a person:
+/// `ferry_common::tls::refusal_in_words`.
+pub fn handshake_refusal(e: &anyhow::Error) -> Option<AlertDescription> {
     let text = e
         .chain()
         .map(|c| c.to_string())
         .collect::<Vec<_>>()
         .join(": ");
-    let why = [
-        ("UnknownCA", "it is not issued by the coordinator's CA"),
-        ("unknown ca", "it is not issued by the coordinator's CA"),
-        ("CertificateExpired", "it has expired"),
-        ("certificate expired", "it has expired"),
-        (
-            "DecryptError",
-            "its key does not match it, or it is not issued by the coordinator's CA",
-        ),
-        ("BadCertificate", "it is not a valid Ferry certificate"),
-        ("bad certificate", "it is not a valid Ferry certificate"),
-        ("CertificateRequired", "none was sent"),
-        ("AccessDenied", "its identity is not allowed"),
+    [
+        ("UnknownCA", AlertDescription::UnknownCA),
+        ("unknown ca", AlertDescription::UnknownCA),
+        ("CertificateExpired", AlertDescription::CertificateExpired),
+        ("certificate expired", AlertDescription::CertificateExpired),
+        ("DecryptError", AlertDescription::DecryptError),
+        ("BadCertificate", AlertDescription::BadCertificate),
+        ("bad certificate", AlertDescription::BadCertificate),
+        ("CertificateRequired", AlertDescription::CertificateRequired),
+        ("AccessDenied", AlertDescription::AccessDenied),
     ]
     .iter()
     .find(|(needle, _)| text.contains(needle))
-    .map(|(_, why)| *why)?;
-    Some(format!(
-        "the coordinator refused this client's certificate during the TLS handshake: {why}; \
-         check --as / --tls-cert and --tls-key, and that the certificate is issued by the \
-         deployment's CA and still valid ({text})"
-    ))
+    .map(|(_, alert)| *alert)
 }
 
 /// Maps an error to the documented exit codes (`crate::exit`).
@@ -238,4 +231,28 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         }
     }
     exit::FAILED
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refusal seen at the first call (TLS 1.3) reads as the alert
+    /// the coordinator sent, and its words are the ones the handshake
+    /// probe prints: one message whichever way the refusal was noticed.
+    #[test]
+    fn a_refusal_at_the_first_call_reads_as_the_probes_words() {
+        let e = anyhow::anyhow!("transport error")
+            .context("connection error: received fatal alert: DecryptError");
+        let alert = handshake_refusal(&e).expect("a refusal");
+        assert_eq!(alert, AlertDescription::DecryptError);
+        let words = tls::refusal_in_words(alert, std::path::Path::new("/x/client.pem"));
+        assert!(
+            words.starts_with("the coordinator refused this side's certificate /x/client.pem"),
+            "{words}"
+        );
+        assert_eq!(exit_code(&e), exit::REFUSED);
+        assert!(!is_transient(&e));
+        assert!(handshake_refusal(&anyhow::anyhow!("connection refused")).is_none());
+    }
 }

@@ -117,7 +117,10 @@ pub async fn run(cli: Cli) -> ExitCode {
                 return ExitCode::from(exit::REFUSED);
             }
             match client::handshake_refusal(&e) {
-                Some(words) => eprintln!("ferry: {words}"),
+                Some(alert) => eprintln!(
+                    "ferry: {}",
+                    ferry_common::tls::refusal_in_words(alert, &cli.client.tls_paths().cert)
+                ),
                 None => eprintln!("ferry: {e:#}"),
             }
             ExitCode::from(code)

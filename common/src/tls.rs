@@ -530,6 +530,15 @@ pub async fn refusal_of_own_certificate(
         rustls::Error::AlertReceived(a) => *a,
         _ => return None,
     };
+    Some(refusal_in_words(alert, &paths.cert))
+}
+
+/// The TLS alerts a server sends when it refuses a certificate.
+pub use rustls::AlertDescription;
+
+/// A refusal of this side's own certificate (`cert`), told by the server
+/// as a TLS alert, in words: why, and what to do.
+pub fn refusal_in_words(alert: rustls::AlertDescription, cert: &std::path::Path) -> String {
     use rustls::AlertDescription as A;
     let why = match alert {
         A::UnknownCA => "it is not issued by the CA the coordinator trusts".to_string(),
@@ -546,11 +555,11 @@ pub async fn refusal_of_own_certificate(
         A::AccessDenied => "its identity is not allowed".to_string(),
         other => format!("the coordinator sent {other:?}"),
     };
-    Some(format!(
+    format!(
         "the coordinator refused this side's certificate {} during the TLS handshake: {why}; \
          use a certificate issued by the deployment's CA and still valid (--tls-cert, --tls-key)",
-        paths.cert.display()
-    ))
+        cert.display()
+    )
 }
 
 /// Errors of connecting a client.
