@@ -5,6 +5,7 @@
 pub mod keycloak;
 pub mod kube;
 pub mod pg;
+pub mod registry;
 pub mod velero;
 pub mod wait;
 

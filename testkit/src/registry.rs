@@ -1,0 +1,267 @@
+//! A Platform registry database, as the Platform shapes it, for load tests
+//! and `ferry bench load`.
+//!
+//! Written by us from the Platform's published facts (its registry
+//! database procedures and its docs on initial data loading), not copied:
+//!
+//! * data tables live in schema `registry`; each has a uuid primary key,
+//!   business columns and the system columns `ddm_created_at/by`,
+//!   `ddm_updated_at/by`;
+//! * each data table `<t>` has a history twin `<t>_hst` holding
+//!   `ddm_dml_op`, the business columns, the id, `ddm_created_at/by` and the
+//!   ids of the source system, application and business process;
+//! * those ids come from `public.ddm_source_system`,
+//!   `ddm_source_application` and `ddm_source_business_process`, whose rows
+//!   are created on first use, names stored lower-cased;
+//! * the initial load writes as user `admin`, system and application
+//!   `Initial load`, process `Initial load process`.
+//!
+//! The tables: a directory with a unique business column (`dict_region`,
+//! by `code`), a directory referenced as a list (`dict_research`, by
+//! `research_type`), a table with a `ref` and a `ref_array` column
+//! (`laboratory`), a table with constants (`factor`), a hierarchy whose
+//! calculated column reads the staged rows (`koatuu`), and `person`, with
+//! two references, used by the benchmark.
+//!
+//! [`ROW_BY_ROW`] is a row-by-row loader written the Platform's way (one
+//! dynamic INSERT pair per row, references and source ids looked up per
+//! row): the benchmark's baseline.
+
+use crate::pg::TempPostgres;
+
+/// The history table of every data table: `<t>_hst`.
+pub const HISTORY_SUFFIX: &str = "_hst";
+
+/// Who the Platform's initial load writes as, and its source names.
+pub const LOAD_USER: &str = "admin";
+pub const LOAD_SYSTEM: &str = "Initial load";
+pub const LOAD_APPLICATION: &str = "Initial load";
+pub const LOAD_PROCESS: &str = "Initial load process";
+
+/// The schema: source tables in `public`, data tables in `registry`.
+pub const SCHEMA: &str = r#"
+CREATE SCHEMA registry;
+
+CREATE TABLE public.ddm_source_system (
+    system_id   uuid PRIMARY KEY,
+    system_name text NOT NULL UNIQUE,
+    created_by  text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE public.ddm_source_application (
+    application_id   uuid PRIMARY KEY,
+    application_name text NOT NULL UNIQUE,
+    created_by       text NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE public.ddm_source_business_process (
+    business_process_id   uuid PRIMARY KEY,
+    business_process_name text NOT NULL UNIQUE,
+    created_by            text NOT NULL,
+    created_at            timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE registry.dict_region (
+    region_id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    code      text NOT NULL UNIQUE,
+    name      text NOT NULL,
+    ddm_created_at timestamptz NOT NULL DEFAULT now(),
+    ddm_created_by text NOT NULL,
+    ddm_updated_at timestamptz NOT NULL DEFAULT now(),
+    ddm_updated_by text NOT NULL
+);
+CREATE TABLE registry.dict_research (
+    research_id   uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    research_type text NOT NULL UNIQUE,
+    ddm_created_at timestamptz NOT NULL DEFAULT now(),
+    ddm_created_by text NOT NULL,
+    ddm_updated_at timestamptz NOT NULL DEFAULT now(),
+    ddm_updated_by text NOT NULL
+);
+CREATE TABLE registry.laboratory (
+    laboratory_id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    name          text NOT NULL,
+    edrpou        varchar(8) NOT NULL UNIQUE,
+    region_id     uuid NOT NULL REFERENCES registry.dict_region (region_id),
+    opened        date,
+    capacity      integer,
+    research_ids  uuid[],
+    note          text,
+    ddm_created_at timestamptz NOT NULL DEFAULT now(),
+    ddm_created_by text NOT NULL,
+    ddm_updated_at timestamptz NOT NULL DEFAULT now(),
+    ddm_updated_by text NOT NULL
+);
+CREATE TABLE registry.factor (
+    factor_id      uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    code           text NOT NULL UNIQUE,
+    name           text NOT NULL,
+    factor_type    text NOT NULL,
+    effective_date date,
+    ddm_created_at timestamptz NOT NULL DEFAULT now(),
+    ddm_created_by text NOT NULL,
+    ddm_updated_at timestamptz NOT NULL DEFAULT now(),
+    ddm_updated_by text NOT NULL
+);
+CREATE TABLE registry.koatuu (
+    koatuu_id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    code      text NOT NULL UNIQUE,
+    name      text NOT NULL,
+    depth     integer NOT NULL,
+    ddm_created_at timestamptz NOT NULL DEFAULT now(),
+    ddm_created_by text NOT NULL,
+    ddm_updated_at timestamptz NOT NULL DEFAULT now(),
+    ddm_updated_by text NOT NULL
+);
+CREATE TABLE registry.person (
+    person_id     uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    full_name     text NOT NULL,
+    birth_date    date,
+    salary        numeric(12,2),
+    region_id     uuid NOT NULL REFERENCES registry.dict_region (region_id),
+    laboratory_id uuid REFERENCES registry.laboratory (laboratory_id),
+    ddm_created_at timestamptz NOT NULL DEFAULT now(),
+    ddm_created_by text NOT NULL,
+    ddm_updated_at timestamptz NOT NULL DEFAULT now(),
+    ddm_updated_by text NOT NULL
+);
+
+-- History twins: the business columns and the id (not unique: a row has
+-- many versions), and the system columns of a history row.
+DO $$
+DECLARE
+  t text;
+BEGIN
+  FOREACH t IN ARRAY ARRAY['dict_region','dict_research','laboratory','factor','koatuu','person'] LOOP
+    EXECUTE format(
+      'CREATE TABLE registry.%I (LIKE registry.%I EXCLUDING CONSTRAINTS EXCLUDING DEFAULTS)',
+      t || '_hst', t);
+    EXECUTE format('ALTER TABLE registry.%I DROP COLUMN ddm_updated_at, DROP COLUMN ddm_updated_by', t || '_hst');
+    EXECUTE format('ALTER TABLE registry.%I
+        ADD COLUMN ddm_dml_op char(1) NOT NULL,
+        ADD COLUMN ddm_system_id uuid NOT NULL,
+        ADD COLUMN ddm_application_id uuid NOT NULL,
+        ADD COLUMN ddm_business_process_id uuid,
+        ADD COLUMN ddm_business_process_definition_id text,
+        ADD COLUMN ddm_business_process_instance_id text,
+        ADD COLUMN ddm_business_activity text,
+        ADD COLUMN ddm_business_activity_instance_id text,
+        ADD COLUMN ddm_digital_sign text,
+        ADD COLUMN ddm_digital_sign_derived text', t || '_hst');
+    EXECUTE format('ALTER TABLE registry.%I ALTER COLUMN ddm_created_at SET NOT NULL, ALTER COLUMN ddm_created_by SET NOT NULL', t || '_hst');
+  END LOOP;
+END $$;
+"#;
+
+/// A row-by-row loader the Platform's way, over a staged text table: per
+/// row, the source ids are looked up (and created on first use), each
+/// reference is one query, and the row and its history row are two
+/// dynamic INSERTs. `p_refs` holds, per reference, `target=lookup_col:ref_table:ref_col:ref_id`.
+pub const ROW_BY_ROW: &str = r#"
+CREATE OR REPLACE FUNCTION public.f_fixture_source_id(p_table text, p_id text, p_name_col text, p_name text)
+RETURNS uuid LANGUAGE plpgsql AS $$
+DECLARE
+  l_id uuid;
+BEGIN
+  EXECUTE format('SELECT %I FROM public.%I WHERE %I = lower(%L)', p_id, p_table, p_name_col, p_name) INTO l_id;
+  IF l_id IS NULL THEN
+    l_id := gen_random_uuid();
+    EXECUTE format('INSERT INTO public.%I (%I, %I, created_by) VALUES (%L, lower(%L), %L)',
+                   p_table, p_id, p_name_col, l_id, p_name, 'admin');
+  END IF;
+  RETURN l_id;
+END $$;
+
+CREATE OR REPLACE PROCEDURE public.p_fixture_row_by_row(p_table text, p_id_col text, p_stage text, p_cols text[], p_refs text[])
+LANGUAGE plpgsql AS $$
+DECLARE
+  r record;
+  l_row jsonb;
+  l_sys uuid; l_app uuid; l_proc uuid;
+  l_cols text; l_vals text; l_id uuid; l_ref text[]; l_val text; l_now timestamptz;
+  c text;
+BEGIN
+  FOR r IN EXECUTE format('SELECT to_jsonb(s) AS j FROM %s s', p_stage) LOOP
+    l_row := r.j;
+    l_now := now();
+    l_sys := f_fixture_source_id('ddm_source_system', 'system_id', 'system_name', 'Initial load');
+    l_app := f_fixture_source_id('ddm_source_application', 'application_id', 'application_name', 'Initial load');
+    l_proc := f_fixture_source_id('ddm_source_business_process', 'business_process_id', 'business_process_name', 'Initial load process');
+    l_id := gen_random_uuid();
+    l_cols := ''; l_vals := '';
+    FOREACH c IN ARRAY p_cols LOOP
+      l_cols := l_cols || quote_ident(c) || ',';
+      l_vals := l_vals || quote_nullable(btrim(l_row ->> c, chr(160))) || ',';
+    END LOOP;
+    IF p_refs IS NOT NULL THEN
+      FOREACH c IN ARRAY p_refs LOOP
+        l_ref := regexp_split_to_array(split_part(c, '=', 2), ':');
+        EXECUTE format('SELECT %I::text FROM registry.%I WHERE %I = %L', l_ref[4], l_ref[2], l_ref[3], l_row ->> l_ref[1])
+          INTO STRICT l_val;
+        l_cols := l_cols || quote_ident(split_part(c, '=', 1)) || ',';
+        l_vals := l_vals || quote_nullable(l_val) || ',';
+      END LOOP;
+    END IF;
+    EXECUTE format('INSERT INTO registry.%I (%s ddm_created_at, ddm_created_by, ddm_updated_at, ddm_updated_by, %I) VALUES (%s %L, %L, %L, %L, %L)',
+                   p_table, l_cols, p_id_col, l_vals, l_now, 'admin', l_now, 'admin', l_id);
+    EXECUTE format('INSERT INTO registry.%I (ddm_dml_op, %s ddm_created_at, ddm_created_by, ddm_system_id, ddm_application_id, ddm_business_process_id, %I) VALUES (%L, %s %L, %L, %L, %L, %L, %L)',
+                   p_table || '_hst', l_cols, p_id_col, 'I', l_vals, l_now, 'admin', l_sys, l_app, l_proc, l_id);
+  END LOOP;
+END $$;
+"#;
+
+/// Creates a database `name` shaped as a Platform registry database, its
+/// search path `registry, public` as on the Platform.
+pub fn create(pg: &TempPostgres, name: &str) -> anyhow::Result<()> {
+    pg.create_database(name)?;
+    pg.psql(name, SCHEMA)?;
+    pg.psql(name, ROW_BY_ROW)?;
+    let ident = format!("\"{}\"", name.replace('"', "\"\""));
+    pg.psql(
+        name,
+        &format!("ALTER DATABASE {ident} SET search_path = registry, public"),
+    )?;
+    Ok(())
+}
+
+/// A fresh registry database with a unique name; returns the name.
+pub fn fresh(pg: &TempPostgres, prefix: &str) -> anyhow::Result<String> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    create(pg, &name)?;
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fixture_has_history_twins_and_a_row_by_row_loader() -> anyhow::Result<()> {
+        let pg = TempPostgres::start()?;
+        let db = fresh(&pg, "fixture")?;
+        let hst = pg.psql(
+            &db,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'registry' AND tablename LIKE '%\\_hst'",
+        )?;
+        assert_eq!(hst.trim(), "6");
+        pg.psql(
+            &db,
+            "CREATE TEMP TABLE s (code text, name text);
+             INSERT INTO s VALUES ('kyiv', 'Kyiv'), ('lviv', 'Lviv');
+             CALL p_fixture_row_by_row('dict_region', 'region_id', 's', ARRAY['code','name'], NULL);",
+        )?;
+        let out = pg.psql(
+            &db,
+            "SELECT (SELECT count(*) FROM registry.dict_region_hst h JOIN registry.dict_region r USING (region_id, code, name)
+                     WHERE h.ddm_dml_op = 'I' AND h.ddm_created_by = 'admin')
+                  || ',' || (SELECT system_name FROM ddm_source_system)",
+        )?;
+        assert_eq!(out.trim(), "2,initial load");
+        Ok(())
+    }
+}
