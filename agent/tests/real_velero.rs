@@ -84,9 +84,12 @@ async fn real_velero_backs_up_on_a_and_restores_on_b_in_the_platform_phases() ->
     );
     let (mut a, mut b) = (a?, b?);
     let (ca, cb) = (client(&a).await?, client(&b).await?);
+    // Both clusters' Velero servers at once, as in production.
     let since = jiff::Timestamp::now();
     start_velero(&mut a).await?;
+    start_velero(&mut b).await?;
     bsl_validated(&a, &ca, since).await?;
+    bsl_validated(&b, &cb, since).await?;
     wait_until("every workload on A ready", &a, || async {
         Ok(inventory(&a).await?.workloads_ready == 24)
     })
@@ -141,12 +144,6 @@ async fn real_velero_backs_up_on_a_and_restores_on_b_in_the_platform_phases() ->
         &log[..log.len().min(2000)]
     );
     assert_eq!(made.data["status"]["formatVersion"], "1.1.0");
-
-    // A's Velero makes way for B's (see `start_velero`).
-    a.velero = None;
-    let since = jiff::Timestamp::now();
-    start_velero(&mut b).await?;
-    bsl_validated(&b, &cb, since).await?;
 
     // The relay's part: the whole prefix, A's bucket to B's.
     let (sa, sb) = (a.cluster.s3(), b.cluster.s3());

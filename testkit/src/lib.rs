@@ -4,9 +4,11 @@
 
 pub mod keycloak;
 pub mod kube;
+pub mod netns;
 pub mod pg;
 pub mod registry;
 pub mod velero;
+pub mod versitygw;
 pub mod wait;
 
 pub use wait::eventually;

@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::apps::v1::DaemonSet;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::json;
 
 use crate::kube::process::{Process, free_port};
 use crate::kube::{RealCluster, realstack_bin_dir, realstack_binary};
+use crate::netns::Netns;
 
 /// Velero's namespace.
 pub const NAMESPACE: &str = "velero";
@@ -26,6 +27,8 @@ pub const NAMESPACE: &str = "velero";
 /// A running `velero server`; killed on drop.
 pub struct RealVelero {
     process: Process,
+    /// Dropped after the process (fields drop in order).
+    _netns: Netns,
     dir: tempfile::TempDir,
 }
 
@@ -74,13 +77,52 @@ pub fn install_crds(cluster: &RealCluster) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The loopback ports Velero's server talks to: its API server's and the
+/// S3 endpoints (`s3Url`) of the cluster's backup storage locations.
+async fn reached_ports(cluster: &RealCluster, client: &kube::Client) -> anyhow::Result<Vec<u16>> {
+    let port_of = |url: &str| -> anyhow::Result<u16> {
+        let uri: http::Uri = url
+            .parse()
+            .with_context(|| format!("reading the address {url}"))?;
+        uri.port_u16().with_context(|| {
+            format!("{url} names no port; the real tier's servers listen on loopback ports")
+        })
+    };
+    let mut ports = vec![port_of(cluster.server())?];
+    let bsls: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        NAMESPACE,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("velero.io", "v1", "BackupStorageLocation"),
+            "backupstoragelocations",
+        ),
+    );
+    for bsl in bsls
+        .list(&Default::default())
+        .await
+        .context("listing Velero's backup storage locations")?
+    {
+        if let Some(url) = bsl.data["spec"]["config"]["s3Url"].as_str() {
+            ports.push(port_of(url).with_context(|| {
+                format!(
+                    "the s3Url of backup storage location {}",
+                    bsl.metadata.name.as_deref().unwrap_or("?")
+                )
+            })?);
+        }
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    Ok(ports)
+}
+
 impl RealVelero {
     /// Creates the node-agent DaemonSet (its pods are KWOK's) and starts
     /// `velero server` against `cluster`. The `velero` namespace, the BSL and
     /// its credentials Secret must exist (the fixture seeds them).
     pub async fn start(cluster: &RealCluster) -> anyhow::Result<Self> {
         let client = cluster.client().await?;
-        let daemonsets: Api<DaemonSet> = Api::namespaced(client, NAMESPACE);
+        let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), NAMESPACE);
         let labels = json!({"name": "node-agent", "role": "node-agent"});
         let ds: DaemonSet = serde_json::from_value(json!({
             "apiVersion": "apps/v1", "kind": "DaemonSet",
@@ -117,15 +159,23 @@ impl RealVelero {
             format!("--profiler-address=127.0.0.1:{}", free_port()?),
             "--log-level=info".into(),
         ];
+        // Its own network namespace: Velero's controller manager always
+        // serves metrics on :8080, so servers of two clusters would collide.
+        // It reaches its API server and its locations' S3 endpoints through
+        // loopback ports forwarded into the namespace.
+        let mut netns = Netns::create("velero")?;
+        for port in reached_ports(cluster, &client).await? {
+            netns.forward(port)?;
+        }
+        let mut command = netns.command(&realstack_binary("velero")?);
         // Velero's namespace comes from the environment (default `velero`).
-        let process = Process::spawn_with_env(
-            dir.path(),
-            "velero",
-            &realstack_binary("velero")?,
-            &args,
-            &[("VELERO_NAMESPACE", NAMESPACE)],
-        )?;
-        let mut velero = RealVelero { process, dir };
+        command.args(&args).env("VELERO_NAMESPACE", NAMESPACE);
+        let process = Process::spawn_command(dir.path(), "velero", command)?;
+        let mut velero = RealVelero {
+            process,
+            _netns: netns,
+            dir,
+        };
         tokio::time::sleep(Duration::from_millis(500)).await;
         if let Some(status) = velero.process.exited()? {
             bail!(

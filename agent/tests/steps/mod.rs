@@ -140,9 +140,8 @@ pub async fn real_side_with(dir: &Path, id: &str, seed: Seed, velero: bool) -> R
     side_on(dir, id, cluster, Some(real), kubeconfig)
 }
 
-/// Starts Velero's server on a real side, with the node-agent stand-in.
-/// One at a time on a machine: Velero's controller manager always serves
-/// its own metrics on :8080, so a second server would not start.
+/// Starts Velero's server on a real side (in a network namespace of its
+/// own: `ferry_testkit::netns`), with the node-agent stand-in.
 pub async fn start_velero(side: &mut Side) -> Result<()> {
     let real = side
         .real

@@ -30,18 +30,24 @@ impl Process {
         args: &[String],
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        let mut command = Command::new(program);
+        command.args(args).envs(env.iter().copied());
+        Self::spawn_command(dir, name, command)
+    }
+
+    /// Starts a prepared `command` (e.g. one entering a network namespace
+    /// first), its output to `<dir>/<name>.log`.
+    pub fn spawn_command(dir: &Path, name: &str, mut command: Command) -> anyhow::Result<Self> {
         let log = dir.join(format!("{name}.log"));
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone().context("duplicating a log handle")?;
-        let child = Command::new(program)
-            .args(args)
-            .envs(env.iter().copied())
+        let child = command
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
-            .with_context(|| format!("starting {}", program.display()))?;
+            .with_context(|| format!("starting {}", command.get_program().to_string_lossy()))?;
         Ok(Process {
             name: name.to_owned(),
             child,
