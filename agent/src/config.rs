@@ -59,6 +59,56 @@ fn parse_database(s: &str) -> Result<DatabaseUrl, String> {
     }
 }
 
+/// How the inventory reads a volume claim's contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VolumeReader {
+    /// A short-lived reader pod mounting the claim read-only and running
+    /// `ferry-agent volume-digest` (files, bytes, digest).
+    Pod,
+    /// Only the totals Velero's PodVolumeBackups and PodVolumeRestores
+    /// report, where no pod can mount the claim.
+    Velero,
+}
+
+/// `--registry-database <cluster>=postgresql://host:port/dbname`: where this
+/// agent reaches a PostgresCluster's database when the address in its PGO
+/// Secret is not reachable from the agent (an agent outside the cluster).
+/// The user and password still come from the Secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseAddress {
+    pub cluster: String,
+    pub host: String,
+    pub port: u16,
+    /// Empty: the Secret's `dbname`.
+    pub dbname: String,
+}
+
+fn parse_database_address(s: &str) -> Result<DatabaseAddress, String> {
+    let bad = || {
+        format!(
+            "bad registry database {s:?}: use <cluster>=postgresql://host:port[/dbname] \
+             (no user or password: those come from the cluster's PGO Secret)"
+        )
+    };
+    let (cluster, url) = s.split_once('=').ok_or_else(bad)?;
+    let rest = url
+        .trim()
+        .strip_prefix("postgresql://")
+        .or_else(|| url.trim().strip_prefix("postgres://"))
+        .ok_or_else(bad)?;
+    let (authority, dbname) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, port) = authority.rsplit_once(':').ok_or_else(bad)?;
+    if cluster.trim().is_empty() || host.is_empty() || host.contains('@') {
+        return Err(bad());
+    }
+    Ok(DatabaseAddress {
+        cluster: cluster.trim().to_owned(),
+        host: host.to_owned(),
+        port: port.parse().map_err(|_| bad())?,
+        dbname: dbname.to_owned(),
+    })
+}
+
 fn parse_load_schema(s: &str) -> Result<String, String> {
     let s = s.trim().to_owned();
     crate::load::check_schemas(std::slice::from_ref(&s))?;
@@ -174,6 +224,36 @@ pub struct AgentConfig {
         value_parser = parse_load_schema
     )]
     pub load_schemas: Vec<String>,
+    /// How verification reads each volume claim of a registry: a reader
+    /// pod per claim (`pod`), or Velero's volume backup and restore totals
+    /// (`velero`).
+    #[arg(long, env = "FERRY_VOLUME_READER", value_enum, default_value = "pod")]
+    pub volume_reader: VolumeReader,
+    /// The reader pod's image: the agent's own, which has `ferry-agent
+    /// volume-digest`. The chart sets it to the image it runs.
+    #[arg(
+        long,
+        env = "FERRY_VOLUME_READER_IMAGE",
+        default_value = concat!("registry.example.org/ferry/ferry-agent:", env!("CARGO_PKG_VERSION"))
+    )]
+    pub volume_reader_image: String,
+    /// How long a reader pod may take (scheduling, pulling the image,
+    /// reading the whole volume).
+    #[arg(long, env = "FERRY_VOLUME_READER_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
+    pub volume_reader_timeout: Duration,
+    /// How long the inventory waits for the registry's workloads to be
+    /// ready (and its databases to answer) before it measures.
+    #[arg(long, env = "FERRY_READY_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub ready_timeout: Duration,
+    /// The PGO user whose Secret `<cluster>-pguser-<user>` verification
+    /// reads a registry database with (read-only transactions).
+    #[arg(long, env = "FERRY_REGISTRY_DB_USER", default_value = "postgres")]
+    pub registry_db_user: String,
+    /// Where to reach a PostgresCluster's database instead of the Secret's
+    /// `host`/`port`/`dbname`: `<cluster>=postgresql://host:port[/dbname]`
+    /// (repeatable), for an agent outside the cluster.
+    #[arg(long = "registry-database", env = "FERRY_REGISTRY_DATABASES", value_delimiter = ',', value_parser = parse_database_address)]
+    pub registry_databases: Vec<DatabaseAddress>,
     #[arg(long, env = "FERRY_LOG_FORMAT", default_value = "human")]
     pub log_format: LogFormat,
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
@@ -238,6 +318,16 @@ impl AgentConfig {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            volume_reader: VolumeReader::Pod,
+            volume_reader_image: concat!(
+                "registry.example.org/ferry/ferry-agent:",
+                env!("CARGO_PKG_VERSION")
+            )
+            .into(),
+            volume_reader_timeout: Duration::from_secs(30 * 60),
+            ready_timeout: Duration::from_secs(10 * 60),
+            registry_db_user: "postgres".into(),
+            registry_databases: vec![],
             log_format: LogFormat::Human,
             otlp_endpoint: None,
         }

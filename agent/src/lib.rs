@@ -18,6 +18,7 @@ pub mod progress;
 pub mod relay;
 pub mod session;
 pub mod velero;
+pub mod volume_digest;
 
 pub use config::AgentConfig;
 pub use error::{Error, Result};

@@ -1,4 +1,6 @@
 //! `ferry-agent`: reads config, starts telemetry, runs the session loop until SIGTERM.
+//! `ferry-agent volume-digest <dir>` is the one other use: the command of a
+//! reader pod that sums up a volume (docs/migration.md, "Volumes").
 #![forbid(unsafe_code)]
 
 use clap::Parser;
@@ -19,6 +21,13 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "volume-digest")
+    {
+        let args = ferry_agent::volume_digest::Args::parse_from(std::env::args_os().skip(1));
+        std::process::exit(ferry_agent::volume_digest::run(&args));
+    }
     let cli = Cli::parse();
     let _telemetry = telemetry::init(&TelemetryConfig {
         service: "ferry-agent".into(),

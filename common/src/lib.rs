@@ -1,6 +1,6 @@
 //! What every Ferry process shares: peer identity and mutual TLS, the demo
-//! PKI, telemetry and metrics, the probe endpoint, reconnect backoff, and the
-//! generated contract.
+//! PKI, telemetry and metrics, the probe endpoint, reconnect backoff, a volume's
+//! digest, and the generated contract.
 #![forbid(unsafe_code)]
 
 pub mod backoff;
@@ -13,6 +13,7 @@ pub mod signal;
 pub mod telemetry;
 pub mod time;
 pub mod tls;
+pub mod volume;
 
 pub use ferry_proto::v1 as pb;
 pub use identity::Identity;

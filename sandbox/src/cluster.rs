@@ -134,7 +134,7 @@ impl SandboxCluster {
         config.validation_interval = options.bsl_validation_interval;
         config.sync_interval = options.backup_sync_interval;
         let velero = VeleroController::start(api.store(), s3.clone(), config);
-        let workloads = WorkloadController::start(api.store());
+        let workloads = WorkloadController::start(api.store(), volumes.clone());
         tracing::info!(dir = %dir.display(), api = %server.base_url(), s3 = %s3.endpoint(), keycloak = %keycloak.base_url(), "sandbox cluster started");
         Ok(SandboxCluster {
             dir,

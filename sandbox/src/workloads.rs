@@ -2,12 +2,29 @@
 //! Deployment's or StatefulSet's status differs from its `spec.replicas`,
 //! the status is set to match, every replica ready at once, and the
 //! generation observed. Enough for scaling down and up to look real.
+//!
+//! Two more stand-ins ride on it: the kubelet's part for the agent's
+//! volume reader pods (`reader.rs`: the pod's command run over the claim's
+//! directory, its termination message written), and PGO's instances
+//! (`postgres.rs`: a real PostgreSQL per PostgresCluster, its database kept
+//! on the instance's volume).
+
+mod holder;
+mod postgres;
+mod reader;
+
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use postgres::{
+    CLUSTER_LABEL as PGO_CLUSTER_LABEL, DATABASE, DUMP, installed as postgres_installed,
+};
+
 use crate::k8s::{EventType, Gvr, Store};
+use crate::velero::Volumes;
 
 /// The running controller; stops on [`WorkloadController::shutdown`] or drop.
 pub struct WorkloadController {
@@ -16,19 +33,23 @@ pub struct WorkloadController {
 }
 
 impl WorkloadController {
-    /// Starts watching Deployments and StatefulSets in every namespace.
-    pub fn start(store: Store) -> Self {
+    /// Starts watching Deployments, StatefulSets and Pods in every
+    /// namespace; `volumes` are the claims' contents.
+    pub fn start(store: Store, volumes: Volumes) -> Self {
         let cancel = CancellationToken::new();
-        let tasks = ["deployments", "statefulsets"]
+        let instances = Arc::new(postgres::Instances::new(store.clone(), volumes.clone()));
+        let mut tasks: Vec<JoinHandle<()>> = ["deployments", "statefulsets"]
             .into_iter()
             .map(|plural| {
                 tokio::spawn(run(
                     store.clone(),
                     Gvr::new("apps", "v1", plural),
+                    instances.clone(),
                     cancel.clone(),
                 ))
             })
             .collect();
+        tasks.push(tokio::spawn(readers(store, volumes, cancel.clone())));
         WorkloadController { cancel, tasks }
     }
 
@@ -46,7 +67,40 @@ impl Drop for WorkloadController {
     }
 }
 
-async fn run(store: Store, gvr: Gvr, cancel: CancellationToken) {
+/// Runs the agent's volume reader pods as they appear.
+async fn readers(store: Store, volumes: Volumes, cancel: CancellationToken) {
+    let pods = Gvr::core("pods");
+    loop {
+        let mut watch = match store.watch(&pods, None, None).await {
+            Ok(w) => w,
+            Err(error) => {
+                tracing::warn!(%error, "reader pod stand-in cannot watch pods; retrying");
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(std::time::Duration::from_millis(500)) => continue,
+                }
+            }
+        };
+        loop {
+            let event = tokio::select! {
+                () = cancel.cancelled() => return,
+                event = watch.next() => event,
+            };
+            let Some(event) = event else { break };
+            if matches!(event.event_type, EventType::Added | EventType::Modified) {
+                reader::serve(&store, &volumes, &event.object).await;
+                holder::serve(&store, &event.object).await;
+            }
+        }
+    }
+}
+
+async fn run(
+    store: Store,
+    gvr: Gvr,
+    instances: Arc<postgres::Instances>,
+    cancel: CancellationToken,
+) {
     loop {
         let mut watch = match store.watch(&gvr, None, None).await {
             Ok(w) => w,
@@ -65,6 +119,7 @@ async fn run(store: Store, gvr: Gvr, cancel: CancellationToken) {
             };
             // The stream ended (fell behind): watch anew, which replays all.
             let Some(event) = event else { break };
+            instances.on_event(&event.event_type, &event.object).await;
             if !matches!(event.event_type, EventType::Added | EventType::Modified) {
                 continue;
             }

@@ -277,8 +277,8 @@ fn check(out: &Output, what: &str) -> anyhow::Result<()> {
     )
 }
 
-/// Find the directory holding `initdb`, `pg_ctl` and `psql`.
-fn find_bindir() -> anyhow::Result<PathBuf> {
+/// Find the directory holding `initdb`, `pg_ctl` and `psql` (also: is PostgreSQL installed?).
+pub fn find_bindir() -> anyhow::Result<PathBuf> {
     let has_all = |d: &Path| {
         ["initdb", "pg_ctl", "postgres"]
             .iter()

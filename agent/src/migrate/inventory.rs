@@ -1,7 +1,11 @@
 //! Inventory: what the registry holds on this cluster, in a form the engine
 //! compares between the source (taken at backup) and the target (at
 //! verify): objects counted per resource type, stores listed and hashed,
-//! realm users counted, workloads and their readiness.
+//! realm users counted, workloads and their readiness, each volume claim's
+//! contents (`volumes.rs`) and each registry database's tables
+//! (`database.rs`). It first waits (`--ready-timeout`) for the workloads to
+//! be ready: on a target just scaled up, measuring at once would find
+//! instances still starting.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -15,8 +19,8 @@ use kube::{Client, ResourceExt};
 use super::Step;
 use super::cluster::{absent_if_missing, list_all, workload_kinds};
 use super::error::{Result, kube_err};
-use super::identity;
 use super::storage::{self, hex};
+use super::{database, identity, volumes};
 
 /// Not counted: API groups whose objects are not the registry's.
 /// `metrics.k8s.io` serves live usage, not objects; `velero.io` holds
@@ -63,6 +67,7 @@ const DNS_WILDCARD: &str = "dnsWildcard";
 
 pub(super) async fn run(step: &mut Step<'_>, cmd: &pb::InventoryStep) -> Result<pb::Inventory> {
     let (client, ns) = (step.client.clone(), step.registry);
+    await_ready(&client, ns, step.ctx.config.ready_timeout).await?;
     let mut inventory = pb::Inventory {
         items: items(&client, ns).await?,
         ..Default::default()
@@ -84,6 +89,10 @@ pub(super) async fn run(step: &mut Step<'_>, cmd: &pb::InventoryStep) -> Result<
         }
     }
     workloads(&client, ns, &mut inventory).await?;
+    if cmd.volumes {
+        inventory.volumes = volumes::inventory(step, &cmd.backup_name).await?;
+    }
+    inventory.databases = database::inventory(step, &cmd.databases).await?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let env = absent_if_missing(api.get(REGISTRY_ENVIRONMENT).await).map_err(kube_err(
         "read",
@@ -173,6 +182,31 @@ async fn hash_line(
 ) -> Result<String> {
     let sha = storage::sha256_hex(&scope, &path).await?;
     Ok(format!("{path} {sha}\n"))
+}
+
+/// Waits until every workload is ready, or `timeout` passed (then the
+/// inventory reports what is not ready), woken by watch events.
+async fn await_ready(client: &Client, ns: &str, timeout: std::time::Duration) -> Result<()> {
+    use kube::runtime::{WatchStreamExt, watcher};
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut events = futures::stream::select_all(workload_kinds().into_iter().map(|(_, ar)| {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed()
+    }));
+    loop {
+        let mut probe = pb::Inventory::default();
+        workloads(client, ns, &mut probe).await?;
+        if probe.workloads_ready == probe.workloads {
+            return Ok(());
+        }
+        match tokio::time::timeout_at(deadline, events.next()).await {
+            Ok(Some(_)) => {}
+            // Timed out, or the watches ended: measure as it is.
+            Ok(None) | Err(_) => return Ok(()),
+        }
+    }
 }
 
 /// Deployments and StatefulSets; ready when every desired replica is

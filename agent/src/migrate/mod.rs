@@ -11,12 +11,13 @@
 //! | export/import identity | the registry's realms and users, via a store |
 //! | restore | one Velero Restore phase of the backup |
 //! | reconfigure | the source's wildcard DNS rewritten, DB passwords reset, keycloak-operator restarted, workloads back up |
-//! | inventory | counts and digests the engine compares between the sides |
+//! | inventory | counts and digests the engine compares between the sides: items, buckets, users, workloads, volumes (reader pods), database tables |
 //! | cleanup | removes what a migration put on a target (rollback) |
 
 mod backup;
 mod cleanup;
 mod cluster;
+mod database;
 mod error;
 mod identity;
 mod inventory;
@@ -27,6 +28,7 @@ mod reconfigure;
 mod restore;
 mod rewrite;
 mod storage;
+mod volumes;
 
 use ferry_common::pb::{self, step_command::Kind, step_output::Kind as Out};
 

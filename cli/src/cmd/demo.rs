@@ -6,7 +6,9 @@
 //! clusters: preflight, quiesce, Velero backup, identity export, relay of
 //! the backup, its volume data, the nine buckets and the identity export,
 //! the phased restore, identity import, reconfiguration, verification — and
-//! prints the verification report. It exits 0 only when the target verified.
+//! prints the verification report, with a line per volume claim and, when
+//! PostgreSQL is installed (the sandbox then runs the registry's databases),
+//! a line per table. It exits 0 only when the target verified.
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -76,6 +78,11 @@ pub async fn run(args: DemoArgs, out: OutputFormat) -> anyhow::Result<u8> {
     // The target's bucket provisioner has made the registry's buckets (empty).
     ensure_buckets(&b, REGISTRY).await?;
     say(&format!("  seeded in {} ms", seeded.elapsed.as_millis()));
+    say(if fixture::databases_available() {
+        "  the registry's databases (PostgresClusters operational, analytical) run on local PostgreSQL servers"
+    } else {
+        "  PostgreSQL is not installed: the registry has no databases here (apt-get install postgresql for them)"
+    });
 
     say("• making certificates: CA, coordinator, agents a and b, client admin");
     pki::init(

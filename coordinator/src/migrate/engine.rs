@@ -971,10 +971,7 @@ impl Inner {
                         m,
                         at,
                         step,
-                        StepKind::Inventory(pb::InventoryStep {
-                            stores: plan::obc_stores(),
-                            realms: plan::realms(&req.registry),
-                        }),
+                        StepKind::Inventory(plan::inventory_step(&req.registry, &m.backup_name)),
                     )
                     .await?;
                 let Some(pb::step_output::Kind::Inventory(inv)) = out.kind else {
@@ -1107,10 +1104,7 @@ impl Inner {
                         m,
                         at,
                         step,
-                        StepKind::Inventory(pb::InventoryStep {
-                            stores: plan::obc_stores(),
-                            realms: plan::realms(&req.registry),
-                        }),
+                        StepKind::Inventory(plan::inventory_step(&req.registry, &m.backup_name)),
                     )
                     .await?;
                 let Some(pb::step_output::Kind::Inventory(target)) = out.kind else {

@@ -234,6 +234,22 @@ pub fn realms(registry: &str) -> Vec<String> {
         .collect()
 }
 
+/// The registry's Crunchy PGO clusters, whose database `registry` verify
+/// compares table by table.
+pub const REGISTRY_DATABASES: [&str; 2] = ["operational", "analytical"];
+
+/// What an inventory measures, the same on source and target: the
+/// buckets, realms, every volume claim and the registry's databases.
+pub fn inventory_step(registry: &str, backup_name: &str) -> pb::InventoryStep {
+    pb::InventoryStep {
+        stores: obc_stores(),
+        realms: realms(registry),
+        volumes: true,
+        databases: REGISTRY_DATABASES.iter().map(|d| d.to_string()).collect(),
+        backup_name: backup_name.to_owned(),
+    }
+}
+
 pub fn obc_stores() -> Vec<String> {
     OBC_BUCKETS.iter().map(|b| format!("obc-{b}")).collect()
 }
