@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferry_common::pb;
+use ferry_coordinator::migrate::plan::PHASES;
 use ferry_sandbox::fixture::{BSL_PREFIX, DEFAULT_STORAGE_CLASS, Sizes, StorageClassSpec};
 use ferry_sandbox::k8s::Gvr;
 use ferry_tests::World;
@@ -117,6 +118,59 @@ async fn a_registry_moves_verifies_and_rolls_back() -> anyhow::Result<()> {
     let m = w.ferry_json("admin", &["migrate", "get", "m1"])?;
     assert_eq!(m["state"], "succeeded", "{m:#}");
     assert_eq!(m["report"]["verified"], true, "{m:#}");
+    // The data itself compared: a line per volume claim (contents read by
+    // reader pods; PGO's data volumes by their tables) and per table of the
+    // registry's databases, every one ok.
+    let lines = m["report"]["lines"].as_array().context("report lines")?;
+    let ok_lines = |prefix: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| {
+                l["what"].as_str().is_some_and(|w| w.starts_with(prefix)) && l["ok"] == true
+            })
+            .filter_map(|l| l["what"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let claims: Vec<String> = store_a
+        .list(&Gvr::core("persistentvolumeclaims"), Some(REGISTRY), None)
+        .await?
+        .iter()
+        .filter_map(|c| {
+            c["metadata"]["name"]
+                .as_str()
+                .map(|n| format!("volume {n}"))
+        })
+        .collect();
+    let mut volumes = ok_lines("volume ");
+    volumes.sort();
+    let mut wanted = claims.clone();
+    wanted.sort();
+    assert!(
+        wanted.len() >= 9 && volumes == wanted,
+        "{volumes:?} vs {wanted:?}"
+    );
+    let contents = lines
+        .iter()
+        .filter(|l| l["what"] == "volume gerrit-data")
+        .filter_map(|l| l["actual"].as_str())
+        .collect::<Vec<_>>();
+    assert!(
+        contents.len() == 1 && contents[0].contains("files") && contents[0].contains("sha256"),
+        "{contents:?}"
+    );
+    assert!(
+        ferry_sandbox::fixture::databases_available(),
+        "PostgreSQL is not installed: the sandbox runs the registry's databases with it"
+    );
+    let tables = ok_lines("table ");
+    for t in [
+        "table operational/registry.registry.subject",
+        "table operational/registry.registry.subject_settings",
+        "table operational/registry.registry.ddm_audit",
+        "table analytical/registry.public.report_subject_count",
+    ] {
+        assert!(tables.iter().any(|l| l == t), "{t} not ok in {tables:?}");
+    }
     let backup = m["backup_name"]
         .as_str()
         .context("backup name")?
@@ -162,7 +216,10 @@ async fn a_registry_moves_verifies_and_rolls_back() -> anyhow::Result<()> {
         velero_names(&store_a, "backups").await?,
         vec![backup.clone()]
     );
-    assert_eq!(velero_names(&store_b, "restores").await?.len(), 11);
+    assert_eq!(
+        velero_names(&store_b, "restores").await?.len(),
+        PHASES.len()
+    );
 
     // The audit log: who asked, and every step each agent did.
     let audit = w.ferry_json("viewer", &["migrate", "audit", "m1"])?;
@@ -334,7 +391,10 @@ async fn a_coordinator_killed_at_any_step_finishes_the_migration() -> anyhow::Re
         velero_names(&a.store(), "backups").await?,
         vec![m.backup_name.clone()]
     );
-    assert_eq!(velero_names(&b.store(), "restores").await?.len(), 11);
+    assert_eq!(
+        velero_names(&b.store(), "restores").await?.len(),
+        PHASES.len()
+    );
     assert_eq!(bucket_digests(&b).await?, before_buckets);
     eprintln!("coordinator killed {} times: {kills:?}", kills.len());
     Ok(())
@@ -540,6 +600,15 @@ async fn the_demo_migrates_and_verifies() -> anyhow::Result<()> {
         v["report"]["lines"].as_array().map_or(0, Vec::len) > 20,
         "{v:#}"
     );
+    // Volume and table lines are in the report.
+    for prefix in ["volume ", "table "] {
+        assert!(
+            v["report"]["lines"].as_array().is_some_and(|l| l
+                .iter()
+                .any(|l| l["what"].as_str().is_some_and(|w| w.starts_with(prefix)))),
+            "no {prefix:?} line: {v:#}"
+        );
+    }
     Ok(())
 }
 
@@ -598,7 +667,10 @@ async fn a_staged_migration_moves_the_delta_and_survives_agent_kills() -> anyhow
     assert!(m.report.as_ref().is_some_and(|r| r.verified), "{m:#?}");
     // Two backups (stage and cutover), one restore per phase.
     assert_eq!(velero_names(&a.store(), "backups").await?.len(), 2);
-    assert_eq!(velero_names(&b.store(), "restores").await?.len(), 11);
+    assert_eq!(
+        velero_names(&b.store(), "restores").await?.len(),
+        PHASES.len()
+    );
 
     // The cutover moved none of the buckets' bytes: the stage had them.
     for bucket in ferry_sandbox::fixture::OBC_BUCKETS {
@@ -804,7 +876,10 @@ async fn a_held_migration_stages_again_and_cuts_over_when_asked() -> anyhow::Res
     assert_eq!(bucket_digests(&b).await?, bucket_digests(&a).await?);
     assert_eq!(items(&store_b, REGISTRY).await?, items_a);
     assert!(quiesced(&store_a, REGISTRY).await?, "A quiesced");
-    assert_eq!(velero_names(&store_b, "restores").await?.len(), 11);
+    assert_eq!(
+        velero_names(&store_b, "restores").await?.len(),
+        PHASES.len()
+    );
 
     audited(
         &w,
