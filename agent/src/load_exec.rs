@@ -12,7 +12,9 @@ use futures::Stream;
 use tokio::sync::mpsc;
 use tonic::Streaming;
 
-use crate::load::{self, Chunk, FileSpec, LoadError, LoadOutcome, LoadSpec, LoadStatus, RowError};
+use crate::load::{
+    self, Chunk, FileMapping, FileSpec, LoadError, LoadOutcome, LoadSpec, LoadStatus, RowError,
+};
 use crate::relay::RelayContext;
 
 /// Progress goes up at most this often (and when a file is done).
@@ -184,6 +186,12 @@ pub(crate) fn to_load_spec(spec: &pb::LoadSpec) -> Result<LoadSpec, String> {
         .map(|f| {
             let mut file = FileSpec::new(&f.name, &f.table);
             file.sha256 = (!f.sha256.is_empty()).then(|| f.sha256.to_ascii_lowercase());
+            if !f.csv_columns.is_empty() || !f.target_columns.is_empty() {
+                file.mapping = Some(FileMapping {
+                    csv_columns: f.csv_columns.clone(),
+                    target_columns: f.target_columns.clone(),
+                });
+            }
             file
         })
         .collect();
@@ -203,7 +211,7 @@ pub(crate) fn to_load_spec(spec: &pb::LoadSpec) -> Result<LoadSpec, String> {
 
 fn output(o: LoadOutcome) -> pb::LoadOutput {
     let (state, loaded_at) = match o.status {
-        LoadStatus::Loaded => (LoadState::Loaded, String::new()),
+        LoadStatus::Loaded => (LoadState::Loaded, o.loaded_at.unwrap_or_default()),
         LoadStatus::AlreadyLoaded { loaded_at } => (LoadState::AlreadyLoaded, loaded_at),
         LoadStatus::DryRun => (LoadState::DryRunPassed, String::new()),
     };
@@ -219,6 +227,7 @@ fn output(o: LoadOutcome) -> pb::LoadOutput {
                 table: f.table,
                 rows: f.rows,
                 bytes: f.bytes,
+                model: f.model,
             })
             .collect(),
         loaded_at,

@@ -4,7 +4,7 @@
 
 use ring::digest::{Context, SHA256};
 
-use super::LoadSpec;
+use super::{FileMapping, LoadSpec};
 
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
@@ -12,25 +12,51 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// The load's digest from each file's table and SHA-256 (hex).
+#[cfg(test)]
 pub fn of_files<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    of_mapped_files(files.into_iter().map(|(t, s)| (t, s, None)))
+}
+
+/// The same, where a file's mapping (the Platform's csv_columns and
+/// target_columns) is part of its content: the same file loaded with
+/// another mapping is other data. Files without a mapping hash as before.
+pub fn of_mapped_files<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a FileMapping>)>,
+) -> String {
     let mut ctx = Context::new(&SHA256);
-    for (table, sha256) in files {
+    for (table, sha256, mapping) in files {
         ctx.update(table.as_bytes());
         ctx.update(b"\n");
         ctx.update(sha256.as_bytes());
         ctx.update(b"\n");
+        if let Some(m) = mapping {
+            ctx.update(b"csv_columns\0");
+            for c in &m.csv_columns {
+                ctx.update(c.as_bytes());
+                ctx.update(b"\0");
+            }
+            ctx.update(b"target_columns\0");
+            for c in &m.target_columns {
+                ctx.update(c.as_bytes());
+                ctx.update(b"\0");
+            }
+        }
     }
     hex(ctx.finish().as_ref())
 }
 
 /// The digest the client declared, when it declared every file's SHA-256.
 pub fn declared(spec: &LoadSpec) -> Option<String> {
-    let files: Option<Vec<(&str, &str)>> = spec
+    let files: Option<Vec<(&str, &str, Option<&FileMapping>)>> = spec
         .files
         .iter()
-        .map(|f| f.sha256.as_deref().map(|s| (f.table.as_str(), s)))
+        .map(|f| {
+            f.sha256
+                .as_deref()
+                .map(|s| (f.table.as_str(), s, f.mapping.as_ref()))
+        })
         .collect();
-    files.map(of_files)
+    files.map(of_mapped_files)
 }
 
 /// One file's running SHA-256.

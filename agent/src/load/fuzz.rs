@@ -212,6 +212,7 @@ fn seeds() -> Vec<Vec<u8>> {
             table: "item".into(),
             size: 10,
             sha256: "ab".repeat(32),
+            ..Default::default()
         }],
         delimiter: ";".into(),
         ..Default::default()

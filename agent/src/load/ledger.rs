@@ -95,22 +95,26 @@ pub async fn lookup<C: GenericClient>(client: &C, load_id: &str) -> Result<Optio
     let files: Vec<FileOutcome> = serde_json::from_str(&files).unwrap_or_default();
     Ok(Some(LoadOutcome {
         load_id: load_id.to_owned(),
-        status: LoadStatus::AlreadyLoaded { loaded_at },
+        status: LoadStatus::AlreadyLoaded {
+            loaded_at: loaded_at.clone(),
+        },
         files,
         rows: rows.max(0) as u64,
         bytes: bytes.max(0) as u64,
         digest,
+        loaded_at: Some(loaded_at),
     }))
 }
 
-/// Record the counts of the load being committed.
-pub async fn complete<C: GenericClient>(client: &C, outcome: &LoadOutcome) -> Result<()> {
+/// Record the counts of the load being committed; returns when it is
+/// recorded as loaded.
+pub async fn complete<C: GenericClient>(client: &C, outcome: &LoadOutcome) -> Result<String> {
     let files = serde_json::to_string(&outcome.files).unwrap_or_else(|_| "[]".to_owned());
-    client
-        .execute(
+    let row = client
+        .query_one(
             &format!(
                 "UPDATE {LEDGER_TABLE} SET rows = $2, bytes = $3, files = $4::text::jsonb, digest = $5, \
-                 loaded_at = now() WHERE load_id = $1"
+                 loaded_at = now() WHERE load_id = $1 RETURNING loaded_at::text"
             ),
             &[
                 &outcome.load_id,
@@ -122,7 +126,10 @@ pub async fn complete<C: GenericClient>(client: &C, outcome: &LoadOutcome) -> Re
         )
         .await
         .map_err(LoadError::db(format!("recording load {} in {LEDGER_TABLE}", outcome.load_id)))?;
-    Ok(())
+    row.try_get(0).map_err(LoadError::db(format!(
+        "recording load {} in {LEDGER_TABLE}",
+        outcome.load_id
+    )))
 }
 
 /// A recorded load answers a repeat of its id only when the content is the

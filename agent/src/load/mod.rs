@@ -36,20 +36,25 @@
 mod array;
 mod copy;
 mod datetime;
+mod diagnose;
 mod digest;
 mod error;
 #[cfg(test)]
 mod fuzz;
 mod header;
 mod ledger;
+pub mod mapping;
 mod numeric;
+mod pgcsv;
 mod plan;
 mod planning;
+pub mod platform;
 mod reader;
 mod refs;
 mod role;
 mod run;
 mod schema;
+mod staged;
 pub mod types;
 
 use bytes::Bytes;
@@ -114,6 +119,20 @@ pub struct FileSpec {
     /// checked against what arrives, and compared with the ledger's record
     /// when the load id was loaded before, without reading the data.
     pub sha256: Option<String>,
+    /// The Platform's mapping, given outside the file: the file is read
+    /// with PostgreSQL's CSV rules and written set-based (see
+    /// [`mapping`]). `None`: the file's header names the columns.
+    pub mapping: Option<FileMapping>,
+}
+
+/// `p_load_table_from_csv`'s third and fourth arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FileMapping {
+    /// The file's columns, in order.
+    pub csv_columns: Vec<String>,
+    /// Target elements (`col`, `col::<expr>`, `col::ref(…)`,
+    /// `col::ref_array(…)`); empty: every CSV column as is.
+    pub target_columns: Vec<String>,
 }
 
 impl FileSpec {
@@ -122,6 +141,7 @@ impl FileSpec {
             name: name.into(),
             table: table.into(),
             sha256: None,
+            mapping: None,
         }
     }
 }
@@ -162,6 +182,8 @@ pub struct LoadOutcome {
     /// The content digest recorded with the load (`None` for a ledger row
     /// written before digests were kept).
     pub digest: Option<String>,
+    /// When the database recorded the load (`None` for a dry run).
+    pub loaded_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,4 +202,7 @@ pub struct FileOutcome {
     pub table: String,
     pub rows: u64,
     pub bytes: u64,
+    /// `platform` (rows with system columns and history) or `plain`.
+    #[serde(default)]
+    pub model: String,
 }

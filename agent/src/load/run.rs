@@ -14,6 +14,7 @@ use super::header::{self, MAX_HEADER_BYTES};
 use super::plan::{FilePlan, RowState};
 use super::reader::{CsvStream, Utf8Fault};
 use super::refs::RefMap;
+use super::staged::StagedFile;
 use super::{Chunk, FileOutcome, LoadOutcome, LoadSpec, LoadStatus, Progress, ledger};
 
 /// Load `spec`'s files, read from `chunks`, into the database behind
@@ -40,6 +41,19 @@ where
     check_spec(spec)?;
     if !spec.dry_run {
         ledger::ensure(client).await?;
+    }
+    let has_expressions = spec.files.iter().any(|f| {
+        f.mapping
+            .as_ref()
+            .is_some_and(|m| m.target_columns.iter().any(|t| has_expression(t)))
+    });
+    let eval_role = has_expressions && super::platform::ensure_eval_role(client).await;
+    if has_expressions && !eval_role {
+        tracing::warn!(
+            role = super::platform::EVAL_ROLE,
+            "cannot use the expression role (the agent's role may not create it or be granted it): \
+             expressions run as the agent's role, guarded by the allow-list only"
+        );
     }
     let txn = client
         .transaction()
@@ -68,6 +82,8 @@ where
         txn: &txn,
         errors: Errors::new(spec.max_errors),
         refs: HashMap::new(),
+        sources: None,
+        eval_role,
         outcomes: Vec::with_capacity(spec.files.len()),
         digests: Vec::with_capacity(spec.files.len()),
         total: Progress::default(),
@@ -103,10 +119,11 @@ where
             }
             // Files that got no chunk at all are empty files.
             for idx in next_file..chunk.file {
-                run.finish_file(FileRun::new(idx), &mut progress).await?;
+                run.finish_file(FileRun::new(idx, spec), &mut progress)
+                    .await?;
             }
             next_file = chunk.file + 1;
-            current = Some(FileRun::new(chunk.file));
+            current = Some(FileRun::new(chunk.file, spec));
         }
         if let Some(f) = current.as_mut() {
             run.feed(f, &chunk.data).await?;
@@ -117,7 +134,8 @@ where
         run.finish_file(f, &mut progress).await?;
     }
     for idx in next_file..spec.files.len() {
-        run.finish_file(FileRun::new(idx), &mut progress).await?;
+        run.finish_file(FileRun::new(idx, spec), &mut progress)
+            .await?;
     }
     if !run.errors.is_empty() {
         tracing::info!(errors = run.errors.list.len(), "load refused, rolling back");
@@ -138,12 +156,13 @@ where
         files: std::mem::take(&mut run.outcomes),
         rows,
         bytes,
-        digest: Some(digest::of_files(
+        digest: Some(digest::of_mapped_files(
             spec.files
                 .iter()
                 .zip(&run.digests)
-                .map(|(f, d)| (f.table.as_str(), d.as_str())),
+                .map(|(f, d)| (f.table.as_str(), d.as_str(), f.mapping.as_ref())),
         )),
+        loaded_at: None,
     };
     tracing::info!(
         rows,
@@ -163,7 +182,7 @@ where
         outcome.status = LoadStatus::DryRun;
         return Ok(outcome);
     }
-    ledger::complete(&txn, &outcome).await?;
+    outcome.loaded_at = Some(ledger::complete(&txn, &outcome).await?);
     txn.commit()
         .await
         .map_err(LoadError::db(format!("committing load {}", spec.load_id)))?;
@@ -193,12 +212,9 @@ where
         h.update(&chunk.data);
     }
     let shas: Vec<String> = hashes.into_iter().map(FileHash::finish).collect();
-    Ok(digest::of_files(
-        spec.files
-            .iter()
-            .zip(&shas)
-            .map(|(f, d)| (f.table.as_str(), d.as_str())),
-    ))
+    Ok(digest::of_mapped_files(spec.files.iter().zip(&shas).map(
+        |(f, d)| (f.table.as_str(), d.as_str(), f.mapping.as_ref()),
+    )))
 }
 
 fn check_spec(spec: &LoadSpec) -> Result<()> {
@@ -218,7 +234,37 @@ fn check_spec(spec: &LoadSpec) -> Result<()> {
             d as char
         )));
     }
+    // Every mapping, expressions included, is checked before a byte is
+    // loaded.
+    let mut errors = Vec::new();
+    for f in &spec.files {
+        if let Some(m) = &f.mapping
+            && let Err(errs) = super::mapping::parse(&f.table, &m.csv_columns, &m.target_columns)
+        {
+            errors.extend(
+                errs.into_iter()
+                    .map(|e| super::staged::mapping_error(&f.name, e)),
+            );
+        }
+    }
+    if !errors.is_empty() {
+        errors.truncate(spec.max_errors.max(1));
+        return Err(LoadError::Rejected {
+            load_id: spec.load_id.clone(),
+            errors,
+            truncated: false,
+        });
+    }
     Ok(())
+}
+
+/// A target element with an SQL expression (not a plain column or a
+/// reference).
+fn has_expression(element: &str) -> bool {
+    element.split_once("::").is_some_and(|(_, rest)| {
+        let rest = rest.trim();
+        !rest.starts_with("ref(") && !rest.starts_with("ref_array(")
+    })
 }
 
 /// State shared by the files of one load.
@@ -229,6 +275,10 @@ pub(super) struct Run<'a, 't> {
     /// Reference maps by (table oid, lookup column, referenced column);
     /// dropped when a later file loads into that table.
     pub(super) refs: HashMap<(u32, String, String), Arc<RefMap>>,
+    /// The Platform's source ids, resolved once per load.
+    pub(super) sources: Option<super::platform::SourceIds>,
+    /// Expressions run under [`super::platform::EVAL_ROLE`].
+    pub(super) eval_role: bool,
     outcomes: Vec<FileOutcome>,
     /// Each finished file's SHA-256, in order.
     digests: Vec<String>,
@@ -247,6 +297,9 @@ enum Phase {
     /// Collecting the header line.
     Header(Vec<u8>),
     Body(Box<Body>),
+    /// A file with a mapping: staged, then written set-based; `None`
+    /// until its first chunk.
+    Mapped(Option<Box<StagedFile>>),
     /// Refused at the header or cut by bad UTF-8: the rest is discarded.
     Skip,
 }
@@ -259,12 +312,17 @@ struct Body {
 }
 
 impl FileRun {
-    fn new(idx: usize) -> Self {
+    fn new(idx: usize, spec: &LoadSpec) -> Self {
+        let mapped = spec.files.get(idx).is_some_and(|f| f.mapping.is_some());
         FileRun {
             idx,
             bytes: 0,
             hash: FileHash::new(),
-            phase: Phase::Header(Vec::new()),
+            phase: if mapped {
+                Phase::Mapped(None)
+            } else {
+                Phase::Header(Vec::new())
+            },
         }
     }
 }
@@ -277,6 +335,7 @@ impl Run<'_, '_> {
     fn progress(&self, f: &FileRun, done: bool) -> Progress {
         let file_rows = match &f.phase {
             Phase::Body(b) => b.state.rows,
+            Phase::Mapped(Some(s)) => s.rows,
             _ => 0,
         };
         Progress {
@@ -311,6 +370,24 @@ impl Run<'_, '_> {
         f.hash.update(data);
         match &mut f.phase {
             Phase::Skip => Ok(()),
+            Phase::Mapped(slot) => {
+                if slot.is_none() {
+                    match self.start_staged(f.idx).await? {
+                        Some(s) => *slot = Some(Box::new(s)),
+                        None => {
+                            f.phase = Phase::Skip;
+                            return self.check_cap();
+                        }
+                    }
+                }
+                let Phase::Mapped(Some(s)) = &mut f.phase else {
+                    return Ok(());
+                };
+                if !self.feed_staged(s, data).await? {
+                    f.phase = Phase::Skip;
+                }
+                Ok(())
+            }
             Phase::Header(pending) => {
                 let seen = pending.len();
                 pending.extend_from_slice(data);
@@ -443,6 +520,23 @@ impl Run<'_, '_> {
         progress: &mut P,
     ) -> Result<()> {
         let spec_file = &self.spec.files[f.idx];
+        let mut model = "plain";
+        let mut mapped_rows = None;
+        if let Phase::Mapped(slot) = &mut f.phase {
+            let staged = match slot.take() {
+                Some(s) => Some(*s),
+                // No chunk at all: an empty file, reported at line 1.
+                None => self.start_staged(f.idx).await?,
+            };
+            if let Some(s) = staged {
+                model = s.plan.model.name();
+                let oid = s.plan.table.oid;
+                mapped_rows = Some(self.finish_staged(s).await?);
+                // Later files must see this file's rows in their references.
+                self.refs.retain(|k, _| k.0 != oid);
+            }
+            f.phase = Phase::Skip;
+        }
         if let Phase::Header(pending) = &mut f.phase {
             let pending = std::mem::take(pending);
             let blank = pending
@@ -462,7 +556,7 @@ impl Run<'_, '_> {
                 self.start_body(&mut f, pending, None).await?;
             }
         }
-        let mut rows = 0;
+        let mut rows = mapped_rows.unwrap_or(0);
         if let Phase::Body(body) = &mut f.phase {
             let b = &mut **body;
             let res = b.csv.finish(&mut |rec| {
@@ -508,6 +602,7 @@ impl Run<'_, '_> {
             table: spec_file.table.clone(),
             rows,
             bytes: f.bytes,
+            model: model.to_owned(),
         });
         Ok(())
     }

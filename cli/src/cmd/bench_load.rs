@@ -181,6 +181,12 @@ pub async fn run(b: LoadBench) -> anyhow::Result<u8> {
         delimiter: Some(','),
         dry_run: false,
         max_errors: 0,
+        csv_columns: vec![],
+        target_columns: vec![],
+        changelog: None,
+        data_dir: None,
+        properties: vec![],
+        entries: vec![],
     };
     let started = Instant::now();
     let status = start(&mut loads, args, OutputFormat::Json).await?;

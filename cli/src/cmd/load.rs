@@ -25,7 +25,7 @@ const READ_SIZE: usize = ferry_common::limits::LOAD_CHUNK;
 #[derive(Debug, clap::Subcommand)]
 pub enum LoadCommand {
     /// Load files into a cluster's database, all or nothing, and follow it.
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Show a load.
     Get { id: String },
     /// List loads.
@@ -61,6 +61,62 @@ pub struct StartArgs {
     /// Errors to list before giving up (0: the default, 100).
     #[arg(long, default_value_t = 0)]
     pub max_errors: u32,
+    /// `FILE=a,b,c`: the file's columns in order (the Platform's
+    /// csv_columns); the file's header row is then skipped. Repeatable,
+    /// one per file (FILE as given to --file, or its name).
+    #[arg(long = "csv-columns", value_parser = parse_keyed)]
+    pub csv_columns: Vec<(String, String)>,
+    /// `FILE=elem,elem`: the target columns (the Platform's
+    /// target_columns): `col`, `col::<expression>`,
+    /// `col::ref(lookup_col:…,ref_table:…,ref_col:…,ref_id:…)`,
+    /// `col::ref_array(…,delim:…)`. Needs --csv-columns for the same file.
+    #[arg(long = "target-columns", value_parser = parse_keyed)]
+    pub target_columns: Vec<(String, String)>,
+    /// A Liquibase changelog whose `<sql>` blocks CALL
+    /// p_load_table_from_csv: each changeSet is loaded all or nothing, and
+    /// a re-run skips what was loaded.
+    #[arg(long)]
+    pub changelog: Option<PathBuf>,
+    /// Where the changelog's `${dataLoadPath}` points on this machine.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// `NAME=VALUE` for the changelog's `${NAME}`, repeatable.
+    #[arg(long = "property", value_parser = parse_keyed)]
+    pub properties: Vec<(String, String)>,
+    /// Files with their mappings, as a changelog gives them.
+    #[arg(skip)]
+    pub entries: Vec<FileEntry>,
+}
+
+fn parse_keyed(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("bad value {s:?}: use KEY=VALUE")),
+    }
+}
+
+/// Split a list at commas outside parentheses and quotes, so that
+/// `a,b::ref(lookup_col:x,ref_table:t,ref_col:c,ref_id:id)` is two elements.
+pub fn split_elements(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut depth, mut quoted, mut cur) = (0i32, false, String::new());
+    for c in s.chars() {
+        match c {
+            '\'' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 => {
+                out.push(std::mem::take(&mut cur).trim().to_string());
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    if !cur.trim().is_empty() || !out.is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
 }
 
 fn parse_file(s: &str) -> Result<(PathBuf, String), String> {
@@ -85,13 +141,31 @@ struct Manifest {
 struct ManifestFile {
     path: PathBuf,
     table: String,
+    /// The Platform's csv_columns (the file's columns in order).
+    #[serde(default)]
+    csv_columns: Vec<String>,
+    /// The Platform's target_columns.
+    #[serde(default)]
+    target_columns: Vec<String>,
+}
+
+/// One file to load and how.
+#[derive(Debug, Clone)]
+pub struct FileEntry {
+    pub path: PathBuf,
+    pub table: String,
+    pub csv_columns: Vec<String>,
+    pub target_columns: Vec<String>,
 }
 
 pub async fn run(client: &ClientArgs, cmd: LoadCommand, out: OutputFormat) -> anyhow::Result<u8> {
     let mut loads = LoadsClient::new(client.channel().await?);
     match cmd {
+        LoadCommand::Start(args) if args.changelog.is_some() => {
+            run_changelog(&mut loads, *args, out).await
+        }
         LoadCommand::Start(args) => {
-            let status = start(&mut loads, args, out).await?;
+            let status = start(&mut loads, *args, out).await?;
             Ok(print(&status, out))
         }
         LoadCommand::Get { id } => {
@@ -158,6 +232,131 @@ pub async fn run(client: &ClientArgs, cmd: LoadCommand, out: OutputFormat) -> an
     }
 }
 
+/// Loads a Liquibase changelog's changeSets one after the other, each all
+/// or nothing, and stops at the first that does not load (as Liquibase
+/// does). A changeSet loaded before (same file, id and author, same
+/// content) is skipped; the same changeSet with changed content is a
+/// conflict (exit 3).
+async fn run_changelog(
+    loads: &mut LoadsClient<tonic::transport::Channel>,
+    args: StartArgs,
+    out: OutputFormat,
+) -> anyhow::Result<u8> {
+    let Some(path) = args.changelog.clone() else {
+        return usage("name the changelog: --changelog data-load.xml");
+    };
+    let Some(data_dir) = args.data_dir.clone() else {
+        return usage("name where ${dataLoadPath} points on this machine: --data-dir DIR");
+    };
+    if !args.files.is_empty() || args.manifest.is_some() {
+        return usage("--changelog names the files itself: leave out --file and --manifest");
+    }
+    let log = crate::cmd::load_changelog::read(&path, &data_dir, &args.properties)?;
+    let mut results = Vec::new();
+    let mut code = exit::OK;
+    for cs in &log.change_sets {
+        let load_id = cs.load_id(&log.file);
+        let mut one = json!({
+            "id": cs.id, "author": cs.author, "file": log.file, "line": cs.line, "load_id": load_id,
+        });
+        if cs.calls.is_empty() {
+            one["state"] = json!("nothing-to-load");
+            results.push(one);
+            continue;
+        }
+        let entries = cs
+            .calls
+            .iter()
+            .map(|c| FileEntry {
+                path: c.file.clone(),
+                table: c.table.clone(),
+                csv_columns: c.csv_columns.clone(),
+                target_columns: c.target_columns.clone(),
+            })
+            .collect();
+        let sub = StartArgs {
+            cluster: args.cluster.clone(),
+            database: args.database.clone(),
+            files: vec![],
+            manifest: None,
+            id: load_id.clone(),
+            delimiter: args.delimiter,
+            dry_run: args.dry_run,
+            max_errors: args.max_errors,
+            csv_columns: vec![],
+            target_columns: vec![],
+            changelog: None,
+            data_dir: None,
+            properties: vec![],
+            entries,
+        };
+        if out == OutputFormat::Table {
+            eprintln!(
+                "changeSet {} by {} ({}:{}): load {load_id}",
+                output::printable(&cs.id),
+                output::printable(&cs.author),
+                output::printable(&log.file),
+                cs.line
+            );
+        }
+        let status = match start(loads, sub, out).await {
+            Ok(s) => s,
+            Err(e) => {
+                print_changelog(&log, &results, out);
+                return Err(e.context(format!(
+                    "changeSet {} by {} ({}:{})",
+                    cs.id, cs.author, log.file, cs.line
+                )));
+            }
+        };
+        let c = match out {
+            OutputFormat::Table => print(&status, out),
+            OutputFormat::Json => exit_code(&status),
+        };
+        let mut j = load_json(&status);
+        if status.state == LoadState::AlreadyLoaded as i32 {
+            j["state"] = json!("skipped: already loaded");
+        }
+        one["load"] = j;
+        results.push(one);
+        if c != exit::OK {
+            code = c;
+            break;
+        }
+    }
+    print_changelog(&log, &results, out);
+    Ok(code)
+}
+
+fn print_changelog(
+    log: &crate::cmd::load_changelog::Changelog,
+    results: &[Value],
+    out: OutputFormat,
+) {
+    let not_run: Vec<Value> = log
+        .not_run
+        .iter()
+        .map(|n| json!({"line": n.line, "what": n.what}))
+        .collect();
+    match out {
+        OutputFormat::Json => output::print_json(&json!({
+            "changelog": log.file,
+            "change_sets": results,
+            "not_run": not_run,
+        })),
+        OutputFormat::Table => {
+            for n in &log.not_run {
+                println!(
+                    "{}:{}: not run: {}",
+                    output::printable(&log.file),
+                    n.line,
+                    output::printable(&n.what)
+                );
+            }
+        }
+    }
+}
+
 /// Merges the manifest and the flags into a spec and the files to read.
 fn plan(args: StartArgs) -> anyhow::Result<(pb::LoadSpec, Vec<PathBuf>)> {
     let manifest = match &args.manifest {
@@ -171,18 +370,67 @@ fn plan(args: StartArgs) -> anyhow::Result<(pb::LoadSpec, Vec<PathBuf>)> {
             let files = m
                 .files
                 .iter()
-                .map(|f| (base.join(&f.path), f.table.clone()))
+                .map(|f| FileEntry {
+                    path: base.join(&f.path),
+                    table: f.table.clone(),
+                    csv_columns: f.csv_columns.clone(),
+                    target_columns: f.target_columns.clone(),
+                })
                 .collect();
             (m, files)
         }
         None => (Manifest::default(), vec![]),
     };
-    let (m, manifest_files) = manifest;
-    let files = if args.files.is_empty() {
+    let (m, manifest_files): (Manifest, Vec<FileEntry>) = manifest;
+    let mut files = if !args.entries.is_empty() {
+        args.entries.clone()
+    } else if args.files.is_empty() {
         manifest_files
     } else {
         args.files
+            .iter()
+            .map(|(p, t)| FileEntry {
+                path: p.clone(),
+                table: t.clone(),
+                csv_columns: vec![],
+                target_columns: vec![],
+            })
+            .collect()
     };
+    for (key, list, is_csv) in args
+        .csv_columns
+        .iter()
+        .map(|(k, v)| (k, v, true))
+        .chain(args.target_columns.iter().map(|(k, v)| (k, v, false)))
+    {
+        let Some(f) = files.iter_mut().find(|f| {
+            f.path == Path::new(key)
+                || f.path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy() == key.as_str())
+        }) else {
+            return usage(format!(
+                "--{}-columns {key}=…: no --file names {key}",
+                if is_csv { "csv" } else { "target" }
+            ));
+        };
+        let parsed = split_elements(list);
+        if is_csv {
+            f.csv_columns = parsed;
+        } else {
+            f.target_columns = parsed;
+        }
+    }
+    if let Some(f) = files
+        .iter()
+        .find(|f| f.csv_columns.is_empty() && !f.target_columns.is_empty())
+    {
+        return usage(format!(
+            "{}: target columns need the file's columns too (--csv-columns {}=a,b,…)",
+            f.path.display(),
+            f.path.display()
+        ));
+    }
     if files.is_empty() {
         return usage(
             "name the files to load: --file path=table (repeatable) or --manifest load.json",
@@ -200,7 +448,13 @@ fn plan(args: StartArgs) -> anyhow::Result<(pb::LoadSpec, Vec<PathBuf>)> {
         .or(m.delimiter)
         .unwrap_or_default();
     let mut specs = vec![];
-    for (path, table) in &files {
+    for FileEntry {
+        path,
+        table,
+        csv_columns,
+        target_columns,
+    } in &files
+    {
         let meta =
             std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
         if !meta.is_file() {
@@ -214,6 +468,7 @@ fn plan(args: StartArgs) -> anyhow::Result<(pb::LoadSpec, Vec<PathBuf>)> {
                 }
             ));
         }
+        let (sha256, rows) = sha256_file(path)?;
         specs.push(pb::LoadFile {
             name: path.file_name().map_or_else(
                 || path.display().to_string(),
@@ -221,7 +476,10 @@ fn plan(args: StartArgs) -> anyhow::Result<(pb::LoadSpec, Vec<PathBuf>)> {
             ),
             table: table.clone(),
             size: meta.len(),
-            sha256: sha256_file(path)?,
+            sha256,
+            csv_columns: csv_columns.clone(),
+            target_columns: target_columns.clone(),
+            rows,
         });
     }
     let load_id = if args.id.is_empty() {
@@ -238,17 +496,19 @@ fn plan(args: StartArgs) -> anyhow::Result<(pb::LoadSpec, Vec<PathBuf>)> {
         dry_run: args.dry_run,
         max_errors: args.max_errors,
     };
-    Ok((spec, files.into_iter().map(|(p, _)| p).collect()))
+    Ok((spec, files.into_iter().map(|f| f.path).collect()))
 }
 
 /// The file's SHA-256 (lowercase hex): with the tables, what makes a
-/// repeated load id the same load (the agent checks the bytes against it).
-fn sha256_file(path: &Path) -> anyhow::Result<String> {
+/// repeated load id the same load (the agent checks the bytes against it);
+/// and its data rows (lines after the header), for progress by rows.
+fn sha256_file(path: &Path) -> anyhow::Result<(String, u64)> {
     use std::io::Read;
     let mut file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buf = vec![0u8; READ_SIZE];
+    let (mut lines, mut last) = (0u64, b'\n');
     loop {
         let n = file
             .read(&mut buf)
@@ -257,13 +517,20 @@ fn sha256_file(path: &Path) -> anyhow::Result<String> {
             break;
         }
         ctx.update(&buf[..n]);
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        last = buf[n - 1];
     }
-    Ok(ctx
+    if last != b'\n' {
+        lines += 1;
+    }
+    let hex = ctx
         .finish()
         .as_ref()
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect())
+        .collect();
+    // Lines, not records: a quoted value with a newline counts twice.
+    Ok((hex, lines.saturating_sub(1)))
 }
 
 fn new_id() -> String {
@@ -430,19 +697,33 @@ impl Bar {
         if !self.on {
             return;
         }
-        let pct = if p.bytes_total > 0 {
+        // By rows when they were counted: bytes reach the coordinator well
+        // before their rows are loaded.
+        let pct = if p.rows_total > 0 {
+            (p.rows as f64 * 100.0 / p.rows_total as f64).min(100.0)
+        } else if p.bytes_total > 0 {
             p.bytes_done as f64 * 100.0 / p.bytes_total as f64
         } else {
             0.0
         };
-        let text = format!(
-            "load {id}: {} rows, {} / {} ({pct:.0}%), {:.0} rows/s, ETA {}s",
-            p.rows,
-            output::bytes(p.bytes_done),
-            output::bytes(p.bytes_total),
-            p.rate_rows_per_sec,
-            p.eta_ms / 1000
-        );
+        let text = if p.rows_total > 0 {
+            format!(
+                "load {id}: {} / {} rows ({pct:.0}%), {:.0} rows/s, ETA {}s",
+                p.rows,
+                p.rows_total,
+                p.rate_rows_per_sec,
+                p.eta_ms / 1000
+            )
+        } else {
+            format!(
+                "load {id}: {} rows, {} / {} ({pct:.0}%), {:.0} rows/s, ETA {}s",
+                p.rows,
+                output::bytes(p.bytes_done),
+                output::bytes(p.bytes_total),
+                p.rate_rows_per_sec,
+                p.eta_ms / 1000
+            )
+        };
         if self.tty {
             let filled = (pct / 5.0).round().clamp(0.0, 20.0) as usize;
             eprint!(
@@ -504,7 +785,7 @@ pub fn load_json(l: &pb::LoadStatus) -> Value {
         "dry_run": s.dry_run,
         "rows": l.rows,
         "bytes": l.bytes,
-        "files": l.files.iter().map(|f| json!({"name": f.name, "table": f.table, "rows": f.rows, "bytes": f.bytes})).collect::<Vec<_>>(),
+        "files": l.files.iter().map(|f| json!({"name": f.name, "table": f.table, "rows": f.rows, "bytes": f.bytes, "model": f.model})).collect::<Vec<_>>(),
         "errors": l.errors.iter().map(|e| json!({"file": e.file, "line": e.line, "column": e.column, "value": e.value, "reason": e.reason})).collect::<Vec<_>>(),
         "errors_truncated": l.errors_truncated,
         "error": l.error,
@@ -529,10 +810,15 @@ fn print(l: &pb::LoadStatus, out: OutputFormat) -> u8 {
             );
             for f in &l.files {
                 println!(
-                    "  {} -> {}: {} rows",
+                    "  {} -> {}: {} rows{}",
                     output::printable(&f.name),
                     output::printable(&f.table),
-                    f.rows
+                    f.rows,
+                    if f.model.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({} table)", f.model)
+                    }
                 );
             }
             for e in &l.errors {
@@ -546,6 +832,10 @@ fn print(l: &pb::LoadStatus, out: OutputFormat) -> u8 {
             }
         }
     }
+    exit_code(l)
+}
+
+fn exit_code(l: &pb::LoadStatus) -> u8 {
     match LoadState::try_from(l.state) {
         Ok(LoadState::Rejected | LoadState::Failed) => exit::FAILED,
         Ok(LoadState::Conflict) => exit::REFUSED,
@@ -607,6 +897,12 @@ mod tests {
             delimiter: None,
             dry_run: false,
             max_errors: 0,
+            csv_columns: vec![],
+            target_columns: vec![],
+            changelog: None,
+            data_dir: None,
+            properties: vec![],
+            entries: vec![],
         };
         let err = plan(args)
             .expect_err("a directory must be refused")

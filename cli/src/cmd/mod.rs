@@ -4,6 +4,7 @@ pub mod bench_load;
 pub mod commands;
 pub mod demo;
 pub mod load;
+pub mod load_changelog;
 pub mod migrate;
 pub mod pki;
 pub mod sandbox;

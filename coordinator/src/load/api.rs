@@ -141,18 +141,29 @@ impl Inner {
         let secs = live.first_chunk.map_or(0.0, |t| t.elapsed().as_secs_f64());
         let rate = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
         let bytes_rate = rate(live.bytes_relayed);
+        // By rows when the client counted them: the relayed bytes run ahead
+        // of what the agent has loaded (its pipe holds the difference).
+        let rows_total: u64 = l
+            .spec
+            .as_ref()
+            .map_or(0, |s| s.files.iter().map(|f| f.rows).sum());
+        let rows_rate = rate(live.rows);
+        let eta_ms = if rows_total > 0 && rows_rate > 0.0 {
+            (rows_total.saturating_sub(live.rows) as f64 / rows_rate * 1000.0) as u64
+        } else if bytes_rate > 0.0 {
+            (total.saturating_sub(live.bytes_relayed) as f64 / bytes_rate * 1000.0) as u64
+        } else {
+            0
+        };
         pb::LoadProgress {
             file: live.file,
             rows: live.rows,
             bytes_done: live.bytes_relayed,
             bytes_total: total,
             rate_bytes_per_sec: bytes_rate,
-            rate_rows_per_sec: rate(live.rows),
-            eta_ms: if bytes_rate > 0.0 {
-                (total.saturating_sub(live.bytes_relayed) as f64 / bytes_rate * 1000.0) as u64
-            } else {
-                0
-            },
+            rate_rows_per_sec: rows_rate,
+            eta_ms,
+            rows_total,
         }
     }
 }

@@ -71,10 +71,19 @@ pub fn check_same_content(recorded: &pb::LoadStatus, spec: &pb::LoadSpec) -> Res
     if !declared(before) || !declared(spec) {
         return Ok(());
     }
+    // A file's mapping is part of its content (the same file mapped
+    // otherwise is other data).
     let content = |s: &pb::LoadSpec| {
         s.files
             .iter()
-            .map(|f| (f.table.clone(), f.sha256.to_ascii_lowercase()))
+            .map(|f| {
+                (
+                    f.table.clone(),
+                    f.sha256.to_ascii_lowercase(),
+                    f.csv_columns.clone(),
+                    f.target_columns.clone(),
+                )
+            })
             .collect::<Vec<_>>()
     };
     if content(before) == content(spec) {
@@ -168,6 +177,7 @@ mod tests {
                 table: "category".into(),
                 size: 10,
                 sha256: String::new(),
+                ..Default::default()
             }],
             ..Default::default()
         }

@@ -1,0 +1,1048 @@
+//! A file with a mapping (the Platform's `p_load_table_from_csv` contract):
+//! staged, then written set-based.
+//!
+//! 1. The file is read with PostgreSQL's CSV rules ([`super::pgcsv`]); the
+//!    header row is checked against `csv_columns` and skipped. Each row is
+//!    checked here — field count, UTF-8, every value of a plain column
+//!    against its column's type, every `ref`/`ref_array` resolved through
+//!    the referenced table (rows of earlier files of the load included) —
+//!    and refused rows are reported with their line and the CSV's column.
+//! 2. Good rows go with COPY BINARY into a temporary table `<t>_csv`
+//!    (dropped at commit): the line, the checked values, and — when the
+//!    mapping has expressions — the CSV's own columns, which expressions
+//!    read. Expressions are then evaluated by PostgreSQL in one statement
+//!    under the role [`EVAL_ROLE`] (it can read `<t>_csv` and write their
+//!    results, nothing else), non-breaking spaces trimmed as the Platform
+//!    trims them.
+//! 3. One statement writes every row, and on a Platform table, in the same
+//!    statement, every history row (`INSERT … RETURNING` feeding the
+//!    history `INSERT`). It runs under a savepoint: when PostgreSQL refuses
+//!    it (unique key, foreign key, NOT NULL, a value an expression made),
+//!    [`super::diagnose`] finds the lines and columns.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use super::copy::{CopyWriter, Format};
+use super::error::{LoadError, Result, RowError};
+use super::mapping::{self, Mapping, RefArgs, Source, UUID_COLUMN};
+use super::pgcsv::{Fault, PgCsv, Record};
+use super::plan::shorten;
+use super::platform::{self, EVAL_ROLE, LOAD_USER, Model};
+use super::refs::RefMap;
+use super::run::Run;
+use super::schema::{self, Lookup, Table, quote_ident};
+use super::types::PgType;
+
+/// How one target column gets its value.
+#[derive(Debug)]
+pub(super) struct TargetPlan {
+    pub column: String,
+    pub ty: PgType,
+    /// `format_type` of the column, for the cast from text.
+    pub sql_type: String,
+    pub not_null: bool,
+    pub source: Source,
+    /// For `Column`: index of the CSV column.
+    pub csv_idx: Option<usize>,
+    /// For `Ref`/`RefArray`: (map, CSV index, delimiter).
+    pub refs: Vec<(Arc<RefMap>, usize, char)>,
+    /// The column as the user knows it: the CSV column (for a reference its
+    /// `lookup_col`), or the target column for an expression.
+    pub label: String,
+}
+
+impl TargetPlan {
+    /// The SQL reading this column's typed value from the staged tables
+    /// (`s`: `<t>_csv`, `e`: the expressions' results).
+    pub fn value_sql(&self, k: usize) -> String {
+        let from = match self.source {
+            Source::Expr(_) => format!("e.__e{k}"),
+            _ => format!("s.__v{k}"),
+        };
+        format!("{from}::{}", self.sql_type)
+    }
+}
+
+pub(super) struct StagedPlan {
+    pub file: String,
+    pub table: Table,
+    pub mapping: Mapping,
+    /// `<t>_csv`, unquoted.
+    pub staged: String,
+    pub targets: Vec<TargetPlan>,
+    /// Index of the CSV column `uuid`, the rows' ids.
+    pub uuid_csv: Option<usize>,
+    /// The raw CSV columns are staged too (expressions read them).
+    pub stage_csv: bool,
+    pub model: Model,
+    pub delimiter: u8,
+    /// Columns of the target table.
+    pub table_columns: Vec<String>,
+}
+
+pub(super) struct StagedFile {
+    pub plan: StagedPlan,
+    csv: PgCsv,
+    copy: Option<CopyWriter>,
+    pub rows: u64,
+    header_seen: bool,
+    /// The header was refused: the rest of the file is not checked.
+    skip_rest: bool,
+}
+
+const NBSP: &[u8] = "\u{a0}".as_bytes();
+
+/// Non-breaking spaces around a value go, as the Platform trims them.
+fn trim_nbsp(mut v: &[u8]) -> &[u8] {
+    while let Some(rest) = v.strip_prefix(NBSP) {
+        v = rest;
+    }
+    while let Some(rest) = v.strip_suffix(NBSP) {
+        v = rest;
+    }
+    v
+}
+
+impl Run<'_, '_> {
+    /// Plan a mapped file and open its staging; `Ok(None)`: refused (errors
+    /// recorded).
+    pub(super) async fn start_staged(&mut self, idx: usize) -> Result<Option<StagedFile>> {
+        let file = &self.spec.files[idx];
+        let Some(m) = &file.mapping else {
+            return Err(LoadError::Spec(format!(
+                "file {} has no mapping",
+                file.name
+            )));
+        };
+        let name = file.name.clone();
+        let schemas = &self.spec.schemas;
+        let table = match schema::table(self.txn, &file.table, schemas).await? {
+            Lookup::Found(t) => t,
+            other => {
+                let reason = schema::refusal(&file.table, &other, schemas).unwrap_or_default();
+                self.errors
+                    .push(self.file_error(idx, 0, format!("target {reason}")));
+                return Ok(None);
+            }
+        };
+        let mapping = match mapping::parse(&file.table, &m.csv_columns, &m.target_columns) {
+            Ok(m) => m,
+            Err(errs) => {
+                for e in errs {
+                    self.errors.push(mapping_error(&name, e));
+                }
+                return Ok(None);
+            }
+        };
+        let model = platform::detect(self.txn, table.oid, &table.sql_name).await?;
+        let sql_types = sql_types(self.txn, table.oid, &table.sql_name).await?;
+        let before = self.errors.list.len();
+        let map_err = |column: &str, reason: String| RowError {
+            file: name.clone(),
+            line: 0,
+            column: Some(column.to_owned()),
+            value: None,
+            reason,
+        };
+        let mut targets = Vec::with_capacity(mapping.targets.len());
+        for t in &mapping.targets {
+            let Some(col) = table.column(&t.column) else {
+                self.errors.push(map_err(
+                    &t.raw,
+                    format!(
+                        "unknown column: table {} has no column {}",
+                        table.sql_name, t.column
+                    ),
+                ));
+                continue;
+            };
+            if col.generated {
+                self.errors.push(map_err(
+                    &t.raw,
+                    "generated column: PostgreSQL computes it".into(),
+                ));
+                continue;
+            }
+            let mut refs = Vec::new();
+            let list: Vec<(&RefArgs, char)> = match &t.source {
+                Source::Ref(r) => vec![(r, ',')],
+                Source::RefArray(l) => l.iter().map(|(r, d)| (r, *d)).collect(),
+                _ => vec![],
+            };
+            let mut bad = false;
+            for (r, delim) in list {
+                match self.staged_ref_map(r).await? {
+                    Ok(map) => {
+                        let ci = mapping
+                            .csv_columns
+                            .iter()
+                            .position(|c| *c == r.lookup_col)
+                            .unwrap_or(0);
+                        refs.push((map, ci, delim));
+                    }
+                    Err(reason) => {
+                        self.errors.push(map_err(&t.raw, reason));
+                        bad = true;
+                    }
+                }
+            }
+            if bad {
+                continue;
+            }
+            let label = match &t.source {
+                Source::Expr(_) => t.column.clone(),
+                s => s.csv_column().unwrap_or(&t.column).to_owned(),
+            };
+            targets.push(TargetPlan {
+                column: t.column.clone(),
+                ty: col.ty.clone(),
+                sql_type: sql_types
+                    .iter()
+                    .find(|(n, _)| *n == t.column)
+                    .map(|(_, ty)| ty.clone())
+                    .unwrap_or_else(|| "text".into()),
+                not_null: col.not_null,
+                csv_idx: match &t.source {
+                    Source::Column(c) => mapping.csv_columns.iter().position(|x| x == c),
+                    _ => None,
+                },
+                source: t.source.clone(),
+                refs,
+                label,
+            });
+        }
+        let uuid_csv = mapping.csv_columns.iter().position(|c| c == UUID_COLUMN);
+        // What the load fills itself on a Platform table.
+        let filled = |c: &str| match &model {
+            Model::Platform { id_column, .. } => c == id_column || c.starts_with("ddm_"),
+            Model::Plain => false,
+        };
+        for col in &table.columns {
+            if col.not_null
+                && !col.has_default
+                && !filled(&col.name)
+                && !mapping.targets.iter().any(|t| t.column == col.name)
+            {
+                self.errors.push(map_err(
+                    &col.name,
+                    format!(
+                        "missing column: {}.{} is NOT NULL without a default; map it in target_columns",
+                        table.sql_name, col.name
+                    ),
+                ));
+            }
+        }
+        if self.errors.list.len() > before || self.errors.truncated {
+            return Ok(None);
+        }
+        let staged = format!("{}_csv", table_short_name(&table.sql_name));
+        let stage_csv = targets.iter().any(|t| matches!(t.source, Source::Expr(_)));
+        let plan = StagedPlan {
+            file: name.clone(),
+            table_columns: table.columns.iter().map(|c| c.name.clone()).collect(),
+            table,
+            staged,
+            targets,
+            uuid_csv,
+            stage_csv,
+            model,
+            delimiter: self.spec.delimiter.unwrap_or(b','),
+            mapping,
+        };
+        let copy = self.open_staging(&plan).await?;
+        tracing::info!(file = %name, table = %plan.table.sql_name, model = plan.model.name(), "mapped file: staging");
+        Ok(Some(StagedFile {
+            csv: PgCsv::new(plan.delimiter),
+            plan,
+            copy: Some(copy),
+            rows: 0,
+            header_seen: false,
+            skip_rest: false,
+        }))
+    }
+
+    async fn staged_ref_map(
+        &mut self,
+        r: &RefArgs,
+    ) -> Result<std::result::Result<Arc<RefMap>, String>> {
+        let spec = super::header::RefSpec {
+            lookup: r.ref_col.clone(),
+            table: r.ref_table.clone(),
+            target: r.ref_id.clone(),
+        };
+        let schemas = &self.spec.schemas;
+        let table = match schema::table(self.txn, &r.ref_table, schemas).await? {
+            Lookup::Found(t) => t,
+            other => {
+                let reason = schema::refusal(&r.ref_table, &other, schemas).unwrap_or_default();
+                return Ok(Err(format!("reference {reason}")));
+            }
+        };
+        let key = (table.oid, spec.lookup.clone(), spec.target.clone());
+        if let Some(m) = self.refs.get(&key) {
+            return Ok(Ok(m.clone()));
+        }
+        match RefMap::load(self.txn, &spec, &table).await {
+            Ok(m) => {
+                let m = Arc::new(m);
+                self.refs.insert(key, m.clone());
+                Ok(Ok(m))
+            }
+            Err(super::refs::RefProblem::Invalid(reason)) => Ok(Err(reason)),
+            Err(super::refs::RefProblem::Db(e)) => Err(e),
+        }
+    }
+
+    async fn open_staging(&self, plan: &StagedPlan) -> Result<CopyWriter> {
+        let mut cols = vec!["__line bigint".to_owned()];
+        let mut names = vec!["__line".to_owned()];
+        if plan.uuid_csv.is_some() {
+            cols.push("__id text".into());
+            names.push("__id".into());
+        }
+        for (k, t) in plan.targets.iter().enumerate() {
+            if !matches!(t.source, Source::Expr(_)) {
+                cols.push(format!("__v{k} text"));
+                names.push(format!("__v{k}"));
+            }
+        }
+        if plan.stage_csv {
+            for c in &plan.mapping.csv_columns {
+                cols.push(format!("{} text", quote_ident(c)));
+                names.push(c.clone());
+            }
+        }
+        let staged = quote_ident(&plan.staged);
+        let sql = format!(
+            "DROP TABLE IF EXISTS pg_temp.{staged}; DROP TABLE IF EXISTS pg_temp.{e};
+             CREATE TEMP TABLE {staged} ({}) ON COMMIT DROP",
+            cols.join(", "),
+            e = quote_ident(&format!("{}_expr", plan.staged)),
+        );
+        let ctx = || format!("staging file {} for {}", plan.file, plan.table.sql_name);
+        self.txn
+            .batch_execute(&sql)
+            .await
+            .map_err(LoadError::db(ctx()))?;
+        let t = Table {
+            oid: 0,
+            sql_name: format!("pg_temp.{staged}"),
+            columns: vec![],
+        };
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        CopyWriter::start(self.txn, &t, &refs, Format::Binary)
+            .await
+            .map_err(LoadError::db(ctx()))
+    }
+
+    /// Feed a chunk of a mapped file.
+    pub(super) async fn feed_staged(&mut self, s: &mut StagedFile, data: &[u8]) -> Result<bool> {
+        let res = {
+            let StagedFile {
+                plan,
+                csv,
+                copy,
+                rows,
+                header_seen,
+                skip_rest,
+            } = s;
+            let Some(copy) = copy.as_mut() else {
+                return Ok(false);
+            };
+            let errors = &mut self.errors;
+            csv.feed(data, &mut |rec| {
+                encode(
+                    plan,
+                    &rec,
+                    (header_seen, skip_rest),
+                    rows,
+                    &mut copy.buf,
+                    errors,
+                )
+            })
+        };
+        self.after_staged(s, res).await
+    }
+
+    /// `Ok(false)`: the file is stopped (a fault), the rest is skipped.
+    async fn after_staged(
+        &mut self,
+        s: &mut StagedFile,
+        res: std::result::Result<ControlFlow<()>, Fault>,
+    ) -> Result<bool> {
+        match res {
+            Ok(ControlFlow::Break(())) => return Err(self.rejected_now()),
+            Ok(ControlFlow::Continue(())) => {}
+            Err(fault) => {
+                let (line, field, reason) = match fault {
+                    Fault::Unterminated { line, field } => (
+                        line,
+                        Some(field),
+                        "unterminated quote: a '\"' opened here is never closed, so the rest of the file \
+                         would read as one value"
+                            .to_owned(),
+                    ),
+                    Fault::TooLong { line } => (
+                        line,
+                        None,
+                        format!(
+                            "a record longer than {} MiB: probably a quote never closed",
+                            super::reader::MAX_RECORD_BYTES >> 20
+                        ),
+                    ),
+                };
+                self.errors.push(RowError {
+                    file: s.plan.file.clone(),
+                    line,
+                    column: field.and_then(|f| s.plan.mapping.csv_columns.get(f).cloned()),
+                    value: None,
+                    reason,
+                });
+                if let Some(copy) = s.copy.take() {
+                    let _ = copy.finish().await;
+                }
+                self.check_cap_now()?;
+                return Ok(false);
+            }
+        }
+        if let Some(copy) = s.copy.as_mut() {
+            copy.flush_if_full()
+                .await
+                .map_err(LoadError::db(format!("staging file {}", s.plan.file)))?;
+        }
+        Ok(true)
+    }
+
+    /// The end of a mapped file: the last record, then the set-based write.
+    /// Returns the rows written.
+    pub(super) async fn finish_staged(&mut self, mut s: StagedFile) -> Result<u64> {
+        let res = {
+            let StagedFile {
+                plan,
+                csv,
+                copy,
+                rows,
+                header_seen,
+                skip_rest,
+            } = &mut s;
+            match copy.as_mut() {
+                Some(copy) => {
+                    let errors = &mut self.errors;
+                    csv.finish(&mut |rec| {
+                        encode(
+                            plan,
+                            &rec,
+                            (header_seen, skip_rest),
+                            rows,
+                            &mut copy.buf,
+                            errors,
+                        )
+                    })
+                }
+                None => Ok(ControlFlow::Continue(())),
+            }
+        };
+        if !self.after_staged(&mut s, res).await? {
+            return Ok(s.rows);
+        }
+        if !s.header_seen {
+            self.errors.push(RowError {
+                file: s.plan.file.clone(),
+                line: 1,
+                column: None,
+                value: None,
+                reason: "empty file: it must start with a header row naming the columns".into(),
+            });
+            self.check_cap_now()?;
+        }
+        if let Some(copy) = s.copy.take() {
+            copy.finish()
+                .await
+                .map_err(LoadError::db(format!("staging file {}", s.plan.file)))?;
+        }
+        if !self.errors.is_empty() || s.rows == 0 {
+            return Ok(s.rows);
+        }
+        if s.plan.stage_csv && !self.evaluate(&s.plan).await? {
+            return Ok(s.rows);
+        }
+        let written = self.write_rows(&s.plan).await?;
+        Ok(written.unwrap_or(s.rows))
+    }
+
+    /// Evaluate the expressions into `<t>_expr`. `false`: refused (errors
+    /// recorded).
+    async fn evaluate(&mut self, plan: &StagedPlan) -> Result<bool> {
+        let staged = quote_ident(&plan.staged);
+        let expr_table = quote_ident(&format!("{}_expr", plan.staged));
+        let exprs: Vec<(usize, &TargetPlan, &str)> = plan
+            .targets
+            .iter()
+            .enumerate()
+            .filter_map(|(k, t)| match &t.source {
+                Source::Expr(e) => Some((k, t, e.as_str())),
+                _ => None,
+            })
+            .collect();
+        let cols: Vec<String> = exprs
+            .iter()
+            .map(|(k, _, _)| format!("__e{k} text"))
+            .collect();
+        let ctx = || format!("evaluating the expressions of file {}", plan.file);
+        self.txn
+            .batch_execute(&format!(
+                "CREATE TEMP TABLE {expr_table} (__line bigint, {}) ON COMMIT DROP",
+                cols.join(", ")
+            ))
+            .await
+            .map_err(LoadError::db(ctx()))?;
+        let role = self.eval_role;
+        let select = |only: Option<usize>| {
+            let vals: Vec<String> = exprs
+                .iter()
+                .filter(|(k, _, _)| only.is_none_or(|o| o == *k))
+                .map(|(_, _, e)| format!("btrim(({e})::text, chr(160))"))
+                .collect();
+            format!(
+                "SELECT {staged}.__line, {} FROM pg_temp.{staged}",
+                vals.join(", ")
+            )
+        };
+        let mut sql = String::from("SAVEPOINT ferry_eval;");
+        if role {
+            sql.push_str(&format!(
+                "GRANT SELECT ON pg_temp.{staged} TO {EVAL_ROLE}; GRANT INSERT ON pg_temp.{expr_table} TO {EVAL_ROLE};
+                 SET LOCAL ROLE {EVAL_ROLE};"
+            ));
+        }
+        sql.push_str(&format!(
+            "INSERT INTO pg_temp.{expr_table} {};",
+            select(None)
+        ));
+        if role {
+            sql.push_str("RESET ROLE;");
+        }
+        sql.push_str("RELEASE SAVEPOINT ferry_eval;");
+        match self.txn.batch_execute(&sql).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.as_db_error().is_some() => {
+                self.txn
+                    .batch_execute("ROLLBACK TO SAVEPOINT ferry_eval; RESET ROLE")
+                    .await
+                    .map_err(LoadError::db(ctx()))?;
+                // Which expression failed: each alone, as the same role.
+                let mut named = false;
+                for (k, t, expr) in &exprs {
+                    let probe = format!(
+                        "SAVEPOINT ferry_probe; {} SELECT count(*) FROM ({}) q; RESET ROLE; RELEASE SAVEPOINT ferry_probe;",
+                        if role {
+                            format!("SET LOCAL ROLE {EVAL_ROLE};")
+                        } else {
+                            String::new()
+                        },
+                        select(Some(*k))
+                    );
+                    if let Err(pe) = self.txn.batch_execute(&probe).await {
+                        self.txn
+                            .batch_execute("ROLLBACK TO SAVEPOINT ferry_probe; RESET ROLE")
+                            .await
+                            .map_err(LoadError::db(ctx()))?;
+                        named = true;
+                        self.errors.push(RowError {
+                            file: plan.file.clone(),
+                            line: 0,
+                            column: Some(t.column.clone()),
+                            value: Some(shorten(expr.as_bytes())),
+                            reason: format!(
+                                "the expression failed in PostgreSQL: {}",
+                                pe.as_db_error()
+                                    .map_or_else(|| pe.to_string(), |d| d.message().to_owned())
+                            ),
+                        });
+                    }
+                }
+                if !named {
+                    self.errors.push(RowError {
+                        file: plan.file.clone(),
+                        line: 0,
+                        column: None,
+                        value: None,
+                        reason: format!(
+                            "the expressions failed in PostgreSQL: {}",
+                            e.as_db_error()
+                                .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+                        ),
+                    });
+                }
+                self.check_cap_now()?;
+                Ok(false)
+            }
+            Err(e) => Err(LoadError::db(ctx())(e)),
+        }
+    }
+
+    /// The rows (and history rows) in one statement; `Ok(None)`: refused.
+    async fn write_rows(&mut self, plan: &StagedPlan) -> Result<Option<u64>> {
+        let sql = self.insert_sql(plan).await?;
+        let ctx = || {
+            format!(
+                "writing the rows of file {} into {}",
+                plan.file, plan.table.sql_name
+            )
+        };
+        self.txn
+            .batch_execute("SAVEPOINT ferry_write")
+            .await
+            .map_err(LoadError::db(ctx()))?;
+        match self.txn.execute(sql.as_str(), &[]).await {
+            Ok(n) => {
+                self.txn
+                    .batch_execute("RELEASE SAVEPOINT ferry_write")
+                    .await
+                    .map_err(LoadError::db(ctx()))?;
+                Ok(Some(n))
+            }
+            Err(e) if e.as_db_error().is_some() => {
+                self.txn
+                    .batch_execute("ROLLBACK TO SAVEPOINT ferry_write")
+                    .await
+                    .map_err(LoadError::db(ctx()))?;
+                if let Some(db) = e.as_db_error() {
+                    self.diagnose(plan, db).await?;
+                }
+                self.check_cap_now()?;
+                Ok(None)
+            }
+            Err(e) => Err(LoadError::db(ctx())(e)),
+        }
+    }
+
+    async fn insert_sql(&mut self, plan: &StagedPlan) -> Result<String> {
+        let staged = quote_ident(&plan.staged);
+        let mut cols: Vec<String> = Vec::new();
+        let mut vals: Vec<String> = Vec::new();
+        for (k, t) in plan.targets.iter().enumerate() {
+            cols.push(quote_ident(&t.column));
+            vals.push(t.value_sql(k));
+        }
+        let mapped = |c: &str| plan.targets.iter().any(|t| t.column == c);
+        let from = if plan.stage_csv {
+            format!(
+                "pg_temp.{staged} s JOIN pg_temp.{} e ON e.__line = s.__line",
+                quote_ident(&format!("{}_expr", plan.staged))
+            )
+        } else {
+            format!("pg_temp.{staged} s")
+        };
+        let Model::Platform {
+            history,
+            history_columns,
+            id_column,
+        } = &plan.model
+        else {
+            return Ok(format!(
+                "INSERT INTO {} ({}) SELECT {} FROM {from}",
+                plan.table.sql_name,
+                cols.join(", "),
+                vals.join(", ")
+            ));
+        };
+        let business = cols.clone();
+        if !mapped(id_column) {
+            cols.push(quote_ident(id_column));
+            vals.push(match plan.uuid_csv {
+                Some(_) => "s.__id::uuid".into(),
+                None => "gen_random_uuid()".into(),
+            });
+        }
+        let user = format!("'{LOAD_USER}'");
+        for (c, v) in [
+            ("ddm_created_at", "now()"),
+            ("ddm_created_by", user.as_str()),
+            ("ddm_updated_at", "now()"),
+            ("ddm_updated_by", user.as_str()),
+        ] {
+            if plan.table_columns.iter().any(|x| x == c) && !mapped(c) {
+                cols.push(c.to_owned());
+                vals.push(v.to_owned());
+            }
+        }
+        if self.sources.is_none() {
+            self.sources = Some(platform::source_ids(self.txn).await?);
+        }
+        let src = self
+            .sources
+            .clone()
+            .ok_or_else(|| LoadError::Spec("no source ids".into()))?;
+        let id = quote_ident(id_column);
+        let mut hcols = vec!["ddm_dml_op".to_owned()];
+        let mut hvals = vec!["'I'".to_owned()];
+        for c in business.iter().chain(std::iter::once(&id)) {
+            hcols.push(c.clone());
+            hvals.push(format!("ins.{c}"));
+        }
+        for (c, v) in [
+            ("ddm_created_at", "now()".to_owned()),
+            ("ddm_created_by", user.clone()),
+            ("ddm_system_id", format!("'{}'::uuid", src.system)),
+            ("ddm_application_id", format!("'{}'::uuid", src.application)),
+            (
+                "ddm_business_process_id",
+                format!("'{}'::uuid", src.process),
+            ),
+        ] {
+            if history_columns.iter().any(|x| x == c) {
+                hcols.push(c.to_owned());
+                hvals.push(v);
+            }
+        }
+        let mut returning = business.clone();
+        returning.push(id.clone());
+        Ok(format!(
+            "WITH ins AS (INSERT INTO {table} ({cols}) SELECT {vals} FROM {from} RETURNING {ret})
+             INSERT INTO {history} ({hcols}) SELECT {hvals} FROM ins",
+            table = plan.table.sql_name,
+            cols = cols.join(", "),
+            vals = vals.join(", "),
+            ret = returning.join(", "),
+            hcols = hcols.join(", "),
+            hvals = hvals.join(", "),
+        ))
+    }
+
+    fn rejected_now(&mut self) -> LoadError {
+        let truncated = self.errors.truncated || self.errors.full();
+        LoadError::Rejected {
+            load_id: self.spec.load_id.clone(),
+            errors: std::mem::take(&mut self.errors.list),
+            truncated,
+        }
+    }
+
+    pub(super) fn check_cap_now(&mut self) -> Result<()> {
+        if self.errors.full() {
+            return Err(self.rejected_now());
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn mapping_error(file: &str, e: mapping::MappingError) -> RowError {
+    RowError {
+        file: file.to_owned(),
+        line: 0,
+        column: (!e.column.is_empty()).then_some(e.column),
+        value: None,
+        reason: e.reason,
+    }
+}
+
+fn table_short_name(sql_name: &str) -> String {
+    let last = sql_name.rsplit('.').next().unwrap_or(sql_name);
+    last.trim_matches('"').replace("\"\"", "\"")
+}
+
+async fn sql_types(
+    txn: &tokio_postgres::Transaction<'_>,
+    oid: u32,
+    table: &str,
+) -> Result<Vec<(String, String)>> {
+    let ctx = || format!("reading the column types of {table}");
+    let rows = txn
+        .query(
+            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
+             WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
+            &[&oid],
+        )
+        .await
+        .map_err(LoadError::db(ctx()))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push((
+            r.try_get(0).map_err(LoadError::db(ctx()))?,
+            r.try_get(1).map_err(LoadError::db(ctx()))?,
+        ));
+    }
+    Ok(out)
+}
+
+/// Check one record and append it to the staging COPY (nothing appended
+/// when it is refused). `Break` once the error cap is reached.
+fn encode(
+    plan: &StagedPlan,
+    rec: &Record<'_>,
+    (header_seen, skip_rest): (&mut bool, &mut bool),
+    rows: &mut u64,
+    buf: &mut Vec<u8>,
+    errors: &mut super::error::Errors,
+) -> ControlFlow<()> {
+    let csv = &plan.mapping.csv_columns;
+    let err = |line: u64, column: Option<&str>, value: Option<&[u8]>, reason: String| RowError {
+        file: plan.file.clone(),
+        line,
+        column: column.map(str::to_owned),
+        value: value.filter(|v| !v.is_empty()).map(shorten),
+        reason,
+    };
+    let cap = |errors: &super::error::Errors| {
+        if errors.full() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    };
+    if *skip_rest {
+        return ControlFlow::Continue(());
+    }
+    if !*header_seen {
+        *header_seen = true;
+        let before = errors.list.len() + usize::from(errors.truncated);
+        let cells: Vec<String> = (0..rec.len())
+            .map(|i| {
+                let b = rec.get(i).bytes;
+                let b = if i == 0 {
+                    b.strip_prefix(b"\xef\xbb\xbf").unwrap_or(b)
+                } else {
+                    b
+                };
+                String::from_utf8_lossy(b).trim().to_ascii_lowercase()
+            })
+            .collect();
+        if cells.len() != csv.len() {
+            errors.push(err(
+                1,
+                None,
+                None,
+                format!(
+                    "the header has {} columns ({}) but csv_columns names {} ({}): every column of the file must be named, in order",
+                    cells.len(),
+                    cells.join(", "),
+                    csv.len(),
+                    csv.join(", ")
+                ),
+            ));
+        } else if let Some((i, cell)) = cells
+            .iter()
+            .enumerate()
+            .find(|(i, c)| *c != &csv[*i] && csv.contains(c))
+        {
+            errors.push(err(
+                1,
+                Some(&csv[i]),
+                None,
+                format!(
+                    "the header has {cell} where csv_columns names {}: the columns are in another order than csv_columns says",
+                    csv[i]
+                ),
+            ));
+        }
+        *skip_rest = errors.list.len() + usize::from(errors.truncated) > before;
+        return cap(errors);
+    }
+    if rec.len() != csv.len() {
+        errors.push(err(
+            rec.line,
+            None,
+            None,
+            format!(
+                "{} fields, but the file has {} columns ({}){}",
+                rec.len(),
+                csv.len(),
+                csv.join(", "),
+                if rec.len() < csv.len() {
+                    ": a short row"
+                } else {
+                    ": an unquoted ',' inside a value?"
+                }
+            ),
+        ));
+        return cap(errors);
+    }
+    let mut ok = true;
+    for (i, name) in csv.iter().enumerate() {
+        if let Err(e) = std::str::from_utf8(rec.get(i).bytes) {
+            let bad = rec.get(i).bytes[e.valid_up_to()];
+            errors.push(err(
+                rec.line,
+                Some(name),
+                None,
+                format!(
+                    "not UTF-8: byte 0x{bad:02x} at byte {} of the value; files must be UTF-8 encoded",
+                    e.valid_up_to()
+                ),
+            ));
+            ok = false;
+        }
+    }
+    if !ok {
+        return cap(errors);
+    }
+    let start = buf.len();
+    let nfields = 1
+        + usize::from(plan.uuid_csv.is_some())
+        + plan
+            .targets
+            .iter()
+            .filter(|t| !matches!(t.source, Source::Expr(_)))
+            .count()
+        + if plan.stage_csv { csv.len() } else { 0 };
+    buf.extend_from_slice(&(nfields as i16).to_be_bytes());
+    buf.extend_from_slice(&8i32.to_be_bytes());
+    buf.extend_from_slice(&(rec.line as i64).to_be_bytes());
+    let put = |buf: &mut Vec<u8>, v: Option<&[u8]>| match v {
+        None => buf.extend_from_slice(&(-1i32).to_be_bytes()),
+        Some(v) => {
+            buf.extend_from_slice(&(v.len() as i32).to_be_bytes());
+            buf.extend_from_slice(v);
+        }
+    };
+    let mut scratch = Vec::new();
+    if let Some(u) = plan.uuid_csv {
+        let f = rec.get(u);
+        let v = trim_nbsp(f.bytes);
+        scratch.clear();
+        if f.is_null() || PgType::Uuid.encode(v, &mut scratch).is_err() {
+            errors.push(err(
+                rec.line,
+                Some(UUID_COLUMN),
+                Some(f.bytes),
+                "not a UUID: the CSV column uuid holds the row's id".into(),
+            ));
+            ok = false;
+        }
+        put(buf, Some(v));
+    }
+    let mut list = Vec::new();
+    for t in &plan.targets {
+        let value: Option<Vec<u8>> = match &t.source {
+            Source::Expr(_) => continue,
+            Source::Column(_) => {
+                let f = rec.get(t.csv_idx.unwrap_or(0));
+                (!f.is_null()).then(|| trim_nbsp(f.bytes).to_vec())
+            }
+            Source::Ref(_) => {
+                let (map, ci, _) = &t.refs[0];
+                let f = rec.get(*ci);
+                if f.is_null() {
+                    None
+                } else {
+                    match map.get(f.bytes) {
+                        Some(v) => v.map(|v| trim_nbsp(v).to_vec()),
+                        None => {
+                            errors.push(err(
+                                rec.line,
+                                Some(&t.label),
+                                Some(f.bytes),
+                                dangling(t, 0),
+                            ));
+                            ok = false;
+                            continue;
+                        }
+                    }
+                }
+            }
+            Source::RefArray(_) => {
+                list.clear();
+                let mut good = true;
+                for (n, (map, ci, delim)) in t.refs.iter().enumerate() {
+                    let f = rec.get(*ci);
+                    if f.is_null() {
+                        continue;
+                    }
+                    let s = std::str::from_utf8(f.bytes).unwrap_or_default();
+                    let inner = s.trim_start_matches('{').trim_end_matches('}');
+                    for el in inner.split(*delim) {
+                        let el = el.trim_matches(' ');
+                        match map.get(el.as_bytes()) {
+                            Some(Some(id)) => list.push(String::from_utf8_lossy(id).into_owned()),
+                            Some(None) => list.push("NULL".into()),
+                            None => {
+                                let label = &t.refs[n];
+                                let _ = label;
+                                errors.push(err(
+                                    rec.line,
+                                    Some(&csv[*ci]),
+                                    Some(el.as_bytes()),
+                                    dangling(t, n),
+                                ));
+                                good = false;
+                            }
+                        }
+                    }
+                }
+                if !good {
+                    ok = false;
+                    continue;
+                }
+                Some(format!("{{{}}}", list.join(",")).into_bytes())
+            }
+        };
+        match &value {
+            None if t.not_null => {
+                errors.push(err(
+                    rec.line,
+                    Some(&t.label),
+                    None,
+                    format!("empty value (NULL) in NOT NULL column {}", t.column),
+                ));
+                ok = false;
+            }
+            None => put(buf, None),
+            Some(v) => {
+                scratch.clear();
+                match t.ty.encode(v, &mut scratch) {
+                    Ok(()) => put(buf, Some(v)),
+                    Err(reason) => {
+                        let shown = match t.source {
+                            Source::Column(_) => v.as_slice(),
+                            _ => rec.get(t.refs.first().map_or(0, |r| r.1)).bytes,
+                        };
+                        errors.push(err(
+                            rec.line,
+                            Some(&t.label),
+                            Some(shown),
+                            format!("{reason} (column {} is {})", t.column, t.ty),
+                        ));
+                        ok = false;
+                    }
+                }
+            }
+        }
+    }
+    if plan.stage_csv {
+        for i in 0..csv.len() {
+            let f = rec.get(i);
+            put(buf, (!f.is_null()).then_some(f.bytes));
+        }
+    }
+    if !ok {
+        buf.truncate(start);
+        return cap(errors);
+    }
+    *rows += 1;
+    ControlFlow::Continue(())
+}
+
+fn dangling(t: &TargetPlan, n: usize) -> String {
+    let r = match &t.source {
+        Source::Ref(r) => r,
+        Source::RefArray(l) => &l[n.min(l.len() - 1)].0,
+        _ => return "dangling reference".into(),
+    };
+    format!(
+        "dangling reference: no row of {} has {} equal to this value (for {})",
+        r.ref_table, r.ref_col, t.column
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_breaking_spaces_are_trimmed_and_nothing_else() {
+        assert_eq!(trim_nbsp("\u{a0} x \u{a0}\u{a0}".as_bytes()), b" x ");
+        assert_eq!(trim_nbsp(b""), b"");
+    }
+}
