@@ -84,10 +84,13 @@ pub struct DatabaseAddress {
 }
 
 fn parse_database_address(s: &str) -> Result<DatabaseAddress, String> {
+    // The value may hold a password by mistake: only the cluster is echoed.
+    let cluster_name = s.split_once('=').map_or("", |(c, _)| c.trim());
     let bad = || {
         format!(
-            "bad registry database {s:?}: use <cluster>=postgresql://host:port[/dbname] \
-             (no user or password: those come from the cluster's PGO Secret)"
+            "bad registry database for cluster {cluster_name:?}: use \
+             <cluster>=postgresql://host:port[/dbname] (no user or password: those come \
+             from the cluster's PGO Secret)"
         )
     };
     let (cluster, url) = s.split_once('=').ok_or_else(bad)?;
@@ -330,6 +333,40 @@ impl AgentConfig {
             registry_databases: vec![],
             log_format: LogFormat::Human,
             otlp_endpoint: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registry_database_address_takes_no_credentials() {
+        let a = parse_database_address("operational=postgresql://127.0.0.1:5433/reg");
+        assert_eq!(
+            a,
+            Ok(DatabaseAddress {
+                cluster: "operational".into(),
+                host: "127.0.0.1".into(),
+                port: 5433,
+                dbname: "reg".into(),
+            })
+        );
+        let a = parse_database_address("analytical=postgres://db.example:5432");
+        assert_eq!(
+            a.map(|a| (a.host, a.dbname)),
+            Ok(("db.example".into(), String::new()))
+        );
+        for bad in [
+            "operational=postgresql://user:secret@h:5432/db",
+            "operational=h:5432",
+            "=postgresql://h:5432",
+            "operational=postgresql://h:port",
+        ] {
+            let err = parse_database_address(bad).err().unwrap_or_default();
+            assert!(!err.is_empty(), "{bad} accepted");
+            assert!(!err.contains("secret"), "{err}");
         }
     }
 }
