@@ -8,6 +8,8 @@
 mod backend;
 mod error;
 mod fault;
+mod index;
+mod list;
 mod multipart;
 mod objects;
 mod read;

@@ -23,7 +23,10 @@ use std::path::{Component, Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use md5::{Digest, Md5};
-use s3s::dto::{CompleteMultipartUploadInput, CompleteMultipartUploadOutput, ETag};
+use s3s::dto::{
+    CompleteMultipartUploadInput, CompleteMultipartUploadOutput, ETag, ListMultipartUploadsInput,
+    ListMultipartUploadsOutput, ListPartsOutput, MultipartUpload, Timestamp,
+};
 use s3s::{S3Error, S3Result, s3_error};
 
 use crate::velero::volumes::hex;
@@ -73,6 +76,129 @@ fn object_path(root: &Path, bucket: &str, key: &str) -> S3Result<PathBuf> {
 
 fn io_error(what: &str, path: &Path, e: io::Error) -> S3Error {
     s3_error!(InternalError, "{what} {}: {e}", path.display())
+}
+
+/// Where an upload's bucket and key are recorded for `ListMultipartUploads`
+/// (`s3s-fs` keeps only its owner); under the upload's prefix, so its abort
+/// removes it too, and not `.part-…`, so its `ListParts` does not list it.
+fn key_record_path(root: &Path, upload: &str) -> PathBuf {
+    root.join(format!(".upload_id-{upload}.key.json"))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeyRecord {
+    bucket: String,
+    key: String,
+}
+
+/// Records which bucket and key an upload `s3s-fs` has just created is for.
+pub(crate) async fn record_upload(
+    root: &Path,
+    upload: &str,
+    bucket: &str,
+    key: &str,
+) -> S3Result<()> {
+    let path = key_record_path(root, upload);
+    let record = KeyRecord {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+    };
+    let body = serde_json::to_vec(&record)
+        .map_err(|e| s3_error!(InternalError, "encoding upload record: {e}"))?;
+    tokio::fs::write(&path, body)
+        .await
+        .map_err(|e| io_error("recording the upload", &path, e))
+}
+
+/// The uploads in progress in `bucket` under `prefix`, by key then id, as
+/// S3 lists them (without paging: a sandbox holds few at once).
+pub(crate) async fn list_uploads(
+    root: &Path,
+    input: ListMultipartUploadsInput,
+) -> S3Result<ListMultipartUploadsOutput> {
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let mut uploads = Vec::new();
+    let mut dir = tokio::fs::read_dir(root)
+        .await
+        .map_err(|e| io_error("reading the storage root", root, e))?;
+    while let Some(entry) = dir
+        .next_entry()
+        .await
+        .map_err(|e| io_error("reading the storage root", root, e))?
+    {
+        let name = entry.file_name();
+        let Some(id) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(".upload_id-"))
+            .and_then(|n| n.strip_suffix(".key.json"))
+        else {
+            continue;
+        };
+        let Ok(body) = tokio::fs::read(entry.path()).await else {
+            continue; // completed or aborted meanwhile
+        };
+        let Ok(record) = serde_json::from_slice::<KeyRecord>(&body) else {
+            continue;
+        };
+        if record.bucket != input.bucket || !record.key.starts_with(&prefix) {
+            continue;
+        }
+        let initiated = entry.metadata().await.ok().and_then(|m| m.modified().ok());
+        uploads.push(MultipartUpload {
+            key: Some(record.key),
+            upload_id: Some(id.to_owned()),
+            initiated: initiated.map(Timestamp::from),
+            ..Default::default()
+        });
+    }
+    uploads.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+    Ok(ListMultipartUploadsOutput {
+        bucket: Some(input.bucket),
+        prefix: input.prefix,
+        delimiter: input.delimiter,
+        max_uploads: Some(input.max_uploads.unwrap_or(1000)),
+        is_truncated: Some(false),
+        key_marker: Some(input.key_marker.unwrap_or_default()),
+        upload_id_marker: Some(input.upload_id_marker.unwrap_or_default()),
+        encoding_type: input.encoding_type,
+        uploads: (!uploads.is_empty()).then_some(uploads),
+        ..Default::default()
+    })
+}
+
+/// Fails with `NoSuchUpload`, as S3 does, for an upload that does not exist
+/// (never made, completed or aborted); `s3s-fs` answered `AccessDenied`.
+pub(crate) async fn require_upload(root: &Path, upload_id: &str) -> S3Result<()> {
+    let Ok(upload) = uuid::Uuid::parse_str(upload_id) else {
+        return Err(s3_error!(NoSuchUpload, "{upload_id:?} is not an upload id"));
+    };
+    match upload_owner(root, &upload.to_string()).await? {
+        Some(_) => Ok(()),
+        None => Err(s3_error!(NoSuchUpload)),
+    }
+}
+
+/// Forgets an aborted upload's record, which `s3s-fs` keeps.
+pub(crate) async fn forget_upload(root: &Path, upload_id: &str) {
+    if let Ok(upload) = uuid::Uuid::parse_str(upload_id) {
+        let _ = tokio::fs::remove_file(root.join(format!(".upload-{upload}.json"))).await;
+    }
+}
+
+/// `s3s-fs` lists parts in directory order without ETags; S3 lists them by
+/// number, each with the ETag its upload answered.
+pub(crate) async fn complete_part_list(root: &Path, upload_id: &str, out: &mut ListPartsOutput) {
+    let upload = uuid::Uuid::parse_str(upload_id).map(|u| u.to_string());
+    if let (Some(parts), Ok(upload)) = (out.parts.as_mut(), upload) {
+        parts.sort_by_key(|p| p.part_number);
+        for part in parts.iter_mut() {
+            let Some(n) = part.part_number else { continue };
+            if let Ok(digest) = tokio::fs::read_to_string(digest_path(root, &upload, n)).await {
+                part.e_tag = Some(ETag::Strong(digest));
+            }
+        }
+    }
+    out.is_truncated = Some(false);
 }
 
 /// Records the MD5 of a part `s3s-fs` has just stored (its ETag, in hex).
@@ -133,17 +259,20 @@ pub(crate) async fn complete(
     // Check the list against what was stored before anything changes.
     let mut digests = Vec::with_capacity(parts.len());
     let mut files = Vec::with_capacity(parts.len());
+    let mut numbers = Vec::with_capacity(parts.len());
     for (i, part) in parts.iter().enumerate() {
         let n = part
             .part_number
             .ok_or_else(|| s3_error!(InvalidPart, "part {} has no number", i + 1))?;
-        if n != i as i32 + 1 {
+        // Ascending, not necessarily consecutive: S3 lets a client skip numbers.
+        if numbers.last().is_some_and(|&last| n <= last) {
             return Err(s3_error!(
                 InvalidPartOrder,
-                "part {n} listed in position {}",
-                i + 1
+                "part {n} listed after part {}",
+                numbers.last().copied().unwrap_or_default()
             ));
         }
+        numbers.push(n);
         let recorded = match tokio::fs::read_to_string(digest_path(root, &upload, n)).await {
             Ok(d) => d,
             Err(_) => return Err(s3_error!(InvalidPart, "part {n} was not uploaded")),
@@ -200,9 +329,10 @@ pub(crate) async fn complete(
         .await
         .map_err(|e| io_error("storing object info", &info_path, e))?;
     // The upload is over: its record and digests go (its parts were joined).
-    for n in 1..=digests.len() as i32 {
+    for n in numbers {
         let _ = tokio::fs::remove_file(digest_path(root, &upload, n)).await;
     }
+    let _ = tokio::fs::remove_file(key_record_path(root, &upload)).await;
     let _ = tokio::fs::remove_file(root.join(format!(".upload-{upload}.json"))).await;
     tracing::debug!(%bucket, %key, %e_tag, "multipart upload completed");
     Ok(CompleteMultipartUploadOutput {

@@ -61,7 +61,14 @@ impl S3Server {
         match self.fs.create_bucket(in_process(input)).await {
             Ok(_) => Ok(()),
             // Lost a race with another creator: the bucket is there, as asked.
-            Err(e) if *e.code() == S3ErrorCode::BucketAlreadyExists => Ok(()),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    S3ErrorCode::BucketAlreadyExists | S3ErrorCode::BucketAlreadyOwnedByYou
+                ) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(s3_error("CreateBucket", bucket, None, e)),
         }
     }

@@ -60,7 +60,9 @@ impl S3Config {
 pub struct S3Server {
     pub(crate) config: S3Config,
     pub(crate) endpoint: String,
-    pub(crate) fs: Arc<FileSystem>,
+    /// The storage behind the endpoint, also used by the in-process helpers
+    /// (`objects.rs`), so both keep the listing index current.
+    pub(crate) fs: SharedFs,
     pub(crate) faults: Arc<FaultSwitch>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
@@ -84,11 +86,10 @@ impl S3Server {
             path: config.root.clone(),
             message: format!("{e:?}"),
         })?;
-        let fs = Arc::new(fs);
-
         // The same directory `s3s-fs` resolves its paths against.
         let root = std::fs::canonicalize(&config.root).unwrap_or_else(|_| config.root.clone());
-        let mut builder = S3ServiceBuilder::new(SharedFs(fs.clone(), root));
+        let fs = SharedFs::new(fs, root);
+        let mut builder = S3ServiceBuilder::new(fs.clone());
         builder.set_auth(SimpleAuth::from_single(
             config.access_key.clone(),
             config.secret_key.clone(),
@@ -224,9 +225,18 @@ async fn serve(
             let faults = faults.clone();
             async move {
                 if faults.blocks(req.uri().path()) {
-                    return Ok(unavailable_response());
+                    return Ok::<_, s3s::HttpError>(unavailable_response());
                 }
-                hyper::service::Service::call(&service, req).await
+                let head = req.method() == http::Method::HEAD;
+                let mut resp = hyper::service::Service::call(&service, req).await?;
+                // `s3s` answers every HEAD 200; a ranged one is 206, as its GET.
+                if head
+                    && resp.status() == http::StatusCode::OK
+                    && resp.headers().contains_key(http::header::CONTENT_RANGE)
+                {
+                    *resp.status_mut() = http::StatusCode::PARTIAL_CONTENT;
+                }
+                Ok(resp)
             }
         });
         let conn = hyper::server::conn::http1::Builder::new()
