@@ -1,6 +1,7 @@
 //! `ferry-agent`: reads config, starts telemetry, runs the session loop until SIGTERM.
 //! `ferry-agent volume-digest <dir>` is the one other use: the command of a
-//! reader pod that sums up a volume (docs/migration.md, "Volumes").
+//! reader pod that sums up a volume (docs/migration.md, "Volumes"), and
+//! `ferry-agent hold` the command of a volume holder pod.
 #![forbid(unsafe_code)]
 
 use clap::Parser;
@@ -27,6 +28,12 @@ async fn main() -> anyhow::Result<()> {
     {
         let args = ferry_agent::volume_digest::Args::parse_from(std::env::args_os().skip(1));
         std::process::exit(ferry_agent::volume_digest::run(&args));
+    }
+    if std::env::args_os().nth(1).is_some_and(|a| a == "hold") {
+        // A volume holder pod's command: keep its claim mounted for Velero
+        // until the pod is deleted (agent/src/migrate/holders.rs).
+        ferry_common::signal::terminated().await;
+        return Ok(());
     }
     let cli = Cli::parse();
     let _telemetry = telemetry::init(&TelemetryConfig {

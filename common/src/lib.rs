@@ -6,6 +6,7 @@
 pub mod backoff;
 pub mod http;
 pub mod identity;
+pub mod labels;
 pub mod limits;
 pub mod metrics;
 pub mod pki;

@@ -194,6 +194,16 @@ impl RealKeycloak {
     }
 
     /// Its base URL (no `/auth`).
+    /// Its address and bootstrap admin, for `crate::realms`.
+    pub fn access(&self) -> crate::realms::Keycloak {
+        crate::realms::Keycloak {
+            url: self.url().to_owned(),
+            admin_user: self.admin_user().to_owned(),
+            admin_password: self.admin_password().to_owned(),
+            real: true,
+        }
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }

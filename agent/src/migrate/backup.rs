@@ -7,7 +7,7 @@ use std::time::Duration;
 use ferry_common::pb;
 
 use super::error::{Result, StepError};
-use super::{Step, require};
+use super::{Step, holders, require};
 use crate::velero::{self, BackupRequest, Outcome, VELERO_NAMESPACE};
 
 /// A registry's backup (hundreds of GiB of volumes) can take hours.
@@ -17,20 +17,41 @@ pub(super) async fn run(step: &mut Step<'_>, cmd: &pb::BackupStep) -> Result<pb:
     require(&cmd.backup_name, "backup_name")?;
     require(&cmd.backup_location, "backup_location")?;
     let name = cmd.backup_name.as_str();
+    let config = &step.ctx.config;
+    let held = holders::hold(
+        &step.client,
+        step.registry,
+        &config.volume_reader_image,
+        step.migration_id,
+        config.volume_reader_timeout,
+    )
+    .await?;
+    if held > 0 {
+        step.progress.report(
+            format!("{held} volume holder pods running for Velero's file-system backup"),
+            0,
+            0,
+        );
+    }
     let request = BackupRequest::new(name, step.registry, &cmd.backup_location);
-    velero::create_backup(&step.client, &request).await?;
     let mut items = 0;
     let progress = &mut step.progress;
-    let outcome = velero::wait_backup(&step.client, VELERO_NAMESPACE, name, BACKUP_TIMEOUT, |p| {
-        items = p.done;
-        progress.report(
-            format!("Velero backup {name}: {}", p.phase),
-            p.done,
-            p.total,
-        );
-    })
-    .await?;
-    let v = verdict("backup", name, outcome, cmd.allow_warnings)?;
+    let outcome = async {
+        velero::create_backup(&step.client, &request).await?;
+        velero::wait_backup(&step.client, VELERO_NAMESPACE, name, BACKUP_TIMEOUT, |p| {
+            items = p.done;
+            progress.report(
+                format!("Velero backup {name}: {}", p.phase),
+                p.done,
+                p.total,
+            );
+        })
+        .await
+    }
+    .await;
+    // Whatever the backup's end, the holders go: a repeat starts them again.
+    holders::release(&step.client, step.registry).await?;
+    let v = verdict("backup", name, outcome?, cmd.allow_warnings)?;
     Ok(pb::BackupReport {
         backup_name: name.to_owned(),
         phase: v.phase,

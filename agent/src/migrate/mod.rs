@@ -6,10 +6,10 @@
 //! | step | reads / changes |
 //! |---|---|
 //! | preflight | reads only: Platform, Velero, Keycloak, leftovers, sizes |
-//! | quiesce | scales the registry's workloads to 0 (or back), recording replicas in `ferry.io/replicas` |
-//! | backup | a Velero Backup of the namespace, volumes by file-system backup |
+//! | quiesce | scales the registry's workloads to 0 (or back), recording replicas in `ferry.io/replicas`, and waits until no pod writes its volumes |
+//! | backup | a Velero Backup of the namespace, volumes by file-system backup through holder pods (`holders`) |
 //! | export/import identity | the registry's realms and users, via a store |
-//! | restore | one Velero Restore phase of the backup |
+//! | restore | one Velero Restore phase of the backup; the volume holders removed once it ends |
 //! | reconfigure | the source's wildcard DNS rewritten, DB passwords reset, keycloak-operator restarted, workloads back up |
 //! | inventory | counts and digests the engine compares between the sides: items, buckets, users, workloads, volumes (reader pods), database tables |
 //! | cleanup | removes what a migration put on a target (rollback) |
@@ -19,6 +19,7 @@ mod cleanup;
 mod cluster;
 mod database;
 mod error;
+mod holders;
 mod identity;
 mod inventory;
 mod preflight;

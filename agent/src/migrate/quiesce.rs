@@ -2,9 +2,13 @@
 //! its replicas recorded in an annotation first (in the same write), so that
 //! a repeat never records the zero and `undo` scales back to what ran. The
 //! annotation travels in the backup: on the target, `undo` brings the
-//! restored workloads up.
+//! restored workloads up. Quiescing ends once no pod mounts the registry's
+//! volume claims any more: what the backup reads is no longer written.
+
+use std::time::Duration;
 
 use ferry_common::pb;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -20,7 +24,53 @@ pub const REPLICAS_ANNOTATION: &str = "ferry.io/replicas";
 const ATTEMPTS: usize = 5;
 
 pub(super) async fn run(step: &Step<'_>, undo: bool) -> Result<pb::QuiesceReport> {
-    scale(&step.client, step.registry, undo).await
+    let report = scale(&step.client, step.registry, undo).await?;
+    if !undo {
+        writers_gone(&step.client, step.registry, step.ctx.config.ready_timeout).await?;
+    }
+    Ok(report)
+}
+
+/// Waits until no pod of `namespace` but Ferry's own mounts a volume claim:
+/// scaled to zero, a workload's pods still run until they have stopped,
+/// and a backup taken meanwhile would read volumes still being written.
+async fn writers_gone(client: &Client, namespace: &str, timeout: Duration) -> Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let writers: Vec<String> = list_all(&pods, &format!("pods in namespace {namespace}"))
+            .await?
+            .into_iter()
+            .filter(|p| {
+                let ferry = p
+                    .labels()
+                    .get("app.kubernetes.io/managed-by")
+                    .map(String::as_str)
+                    == Some("ferry");
+                let mounts = p
+                    .spec
+                    .iter()
+                    .flat_map(|s| s.volumes.iter().flatten())
+                    .any(|v| v.persistent_volume_claim.is_some());
+                let ended = matches!(
+                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                );
+                !ferry && mounts && !ended
+            })
+            .map(|p| p.name_any())
+            .collect();
+        if writers.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StepError::State(format!(
+                "pods {} of namespace {namespace} still mount its volume claims {timeout:?} after                  its workloads were scaled to zero; a backup now would read volumes still being                  written — find what keeps them (`kubectl -n {namespace} get pod <name> -o                  yaml`: owner, finalizers) and run the step again",
+                writers.join(", ")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Quiesces (or with `undo` restores) the workloads of `namespace`.

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelecto
 
 use super::backup::verdict;
 use super::error::{Result, StepError};
-use super::{Step, require};
+use super::{Step, holders, require};
 use crate::velero::{self, RestoreRequest, VELERO_NAMESPACE};
 
 /// Velero syncs backups from storage every minute by default.
@@ -41,6 +41,9 @@ pub(super) async fn run(step: &mut Step<'_>, cmd: &pb::RestoreStep) -> Result<pb
             );
         })
         .await?;
+    // The phase that brings back the volume holders ends once Velero has
+    // filled their claims; workloads of later phases take the claims over.
+    holders::release(&step.client, step.registry).await?;
     let v = verdict("restore", name, outcome, cmd.allow_warnings)?;
     Ok(pb::RestoreReport {
         restore_name: name.to_owned(),

@@ -22,9 +22,9 @@ use kube::runtime::wait::await_condition;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use super::Step;
 use super::cluster::{list_all, resource};
 use super::error::{Result, StepError, kube_err};
+use super::{Step, holders};
 use crate::config::VolumeReader;
 use crate::velero::{GROUP, VELERO_NAMESPACE, VERSION};
 
@@ -324,15 +324,28 @@ async fn velero_totals(
     let pvbs = api("PodVolumeBackup", "podvolumebackups");
     let lp = ListParams::default().labels(&format!("velero.io/backup-name={backup}"));
     let what = format!("PodVolumeBackups of backup {backup}");
+    // Velero labels a PodVolumeBackup with its claim's uid.
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let by_uid: BTreeMap<String, String> =
+        list_all(&claims, &format!("volume claims in namespace {ns}"))
+            .await?
+            .into_iter()
+            .filter_map(|c| Some((c.uid()?, c.name_any())))
+            .collect();
     for pvb in pvbs.list(&lp).await.map_err(kube_err("list", &what))? {
         let v = serde_json::to_value(&pvb).unwrap_or_default();
         if str_at(&v, "/spec/pod/namespace") != ns {
             continue;
         }
-        let pvc = match str_at(&v, "/spec/tags/pvc") {
-            "" => str_at(&v, "/spec/volume").to_owned(),
-            pvc => pvc.to_owned(),
-        };
+        let pvc = pvb
+            .labels()
+            .get("velero.io/pvc-uid")
+            .and_then(|uid| by_uid.get(uid).cloned())
+            .or_else(|| holders::claim_of(str_at(&v, "/spec/pod/name")).map(str::to_owned))
+            .unwrap_or_else(|| match str_at(&v, "/spec/tags/pvc") {
+                "" => str_at(&v, "/spec/volume").to_owned(),
+                pvc => pvc.to_owned(),
+            });
         out.insert(pvc, totals(&v));
     }
     if !out.is_empty() {
@@ -358,6 +371,11 @@ async fn velero_totals(
             continue;
         }
         let (pod, volume) = (str_at(&v, "/spec/pod/name"), str_at(&v, "/spec/volume"));
+        // A volume holder is gone once its phase ended; its name tells.
+        if let Some(pvc) = holders::claim_of(pod) {
+            out.insert(pvc.to_owned(), totals(&v));
+            continue;
+        }
         let pvc = match pods.get(pod).await {
             Ok(p) => p
                 .spec

@@ -1,7 +1,7 @@
 //! What a migration does, as data: its steps in order, the restore phases of
 //! the Platform, the object sets the relay moves, and the names of what the
 //! migration creates. Nothing here talks to anyone.
-use ferry_common::pb;
+use ferry_common::{labels, pb};
 
 /// The backup storage location's prefix inside its bucket (the Platform's
 /// layout: `openshift-backups/backups/<backup>/…`, `openshift-backups/kopia/<ns>/…`).
@@ -45,11 +45,13 @@ pub struct Phase {
     pub labels: &'static [&'static str],
 }
 
-pub const PHASE_LABEL: &str = "app.kubernetes.io/name";
+pub const PHASE_LABEL: &str = labels::APP_NAME;
 
 /// The Platform's restore order (DESIGN §1): everything but workloads first,
-/// then the workloads component by component, then everything else.
-pub const PHASES: [Phase; 11] = [
+/// then the volumes' data (through the holder pods the backup step ran, so
+/// Velero's file-system restore has pods to restore into), then the
+/// workloads component by component, then everything else.
+pub const PHASES: [Phase; 12] = [
     Phase {
         name: "init",
         excluded: &[
@@ -61,6 +63,11 @@ pub const PHASES: [Phase; 11] = [
             "postgresclusters.postgres-operator.crunchydata.com",
         ],
         labels: &[],
+    },
+    Phase {
+        name: "volumes",
+        excluded: &[],
+        labels: &[labels::VOLUME_HOLDER_APP],
     },
     label_phase("vault", &["vault"]),
     label_phase("nexus", &["nexus"]),
