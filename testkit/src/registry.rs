@@ -178,7 +178,7 @@ DECLARE
   r record;
   l_row jsonb;
   l_sys uuid; l_app uuid; l_proc uuid;
-  l_cols text; l_vals text; l_id uuid; l_ref text[]; l_val text; l_now timestamptz;
+  l_cols text; l_vals text; l_id uuid; l_ref text[]; l_val text; l_now timestamptz; l_key text;
   c text;
 BEGIN
   FOR r IN EXECUTE format('SELECT to_jsonb(s) AS j FROM %s s', p_stage) LOOP
@@ -187,6 +187,14 @@ BEGIN
     l_sys := f_fixture_source_id('ddm_source_system', 'system_id', 'system_name', 'Initial load');
     l_app := f_fixture_source_id('ddm_source_application', 'application_id', 'application_name', 'Initial load');
     l_proc := f_fixture_source_id('ddm_source_business_process', 'business_process_id', 'business_process_name', 'Initial load process');
+    -- As f_row_insert does for every row: the table's key column, read
+    -- from the information schema.
+    SELECT cc.column_name INTO STRICT l_key
+      FROM information_schema.table_constraints c
+      JOIN information_schema.constraint_column_usage cc
+        USING (constraint_name, table_name, table_schema, table_catalog)
+     WHERE c.table_name = p_table AND c.constraint_type = 'PRIMARY KEY'
+     LIMIT 1;
     l_id := gen_random_uuid();
     l_cols := ''; l_vals := '';
     FOREACH c IN ARRAY p_cols LOOP
@@ -203,9 +211,9 @@ BEGIN
       END LOOP;
     END IF;
     EXECUTE format('INSERT INTO registry.%I (%s ddm_created_at, ddm_created_by, ddm_updated_at, ddm_updated_by, %I) VALUES (%s %L, %L, %L, %L, %L)',
-                   p_table, l_cols, p_id_col, l_vals, l_now, 'admin', l_now, 'admin', l_id);
+                   p_table, l_cols, l_key, l_vals, l_now, 'admin', l_now, 'admin', l_id);
     EXECUTE format('INSERT INTO registry.%I (ddm_dml_op, %s ddm_created_at, ddm_created_by, ddm_system_id, ddm_application_id, ddm_business_process_id, %I) VALUES (%L, %s %L, %L, %L, %L, %L, %L)',
-                   p_table || '_hst', l_cols, p_id_col, 'I', l_vals, l_now, 'admin', l_sys, l_app, l_proc, l_id);
+                   p_table || '_hst', l_cols, l_key, 'I', l_vals, l_now, 'admin', l_sys, l_app, l_proc, l_id);
   END LOOP;
 END $$;
 "#;

@@ -464,10 +464,20 @@ impl Run<'_, '_> {
         if !self.errors.is_empty() || s.rows == 0 {
             return Ok(s.rows);
         }
+        let started = std::time::Instant::now();
         if s.plan.stage_csv && !self.evaluate(&s.plan).await? {
             return Ok(s.rows);
         }
+        let evaluated = started.elapsed();
         let written = self.write_rows(&s.plan).await?;
+        tracing::info!(
+            file = %s.plan.file,
+            rows = s.rows,
+            model = s.plan.model.name(),
+            expressions_secs = evaluated.as_secs_f64(),
+            write_secs = (started.elapsed() - evaluated).as_secs_f64(),
+            "mapped file staged and written"
+        );
         Ok(written.unwrap_or(s.rows))
     }
 

@@ -139,6 +139,16 @@ pub(crate) fn spawn_sibling(name: &str, args: &[String], log: &Path) -> anyhow::
     spawn(&sibling(name)?, args, log)
 }
 
+/// The same with more environment variables (they win over `RUST_LOG=warn`).
+pub(crate) fn spawn_sibling_env(
+    name: &str,
+    args: &[String],
+    log: &Path,
+    env: &[(&str, String)],
+) -> anyhow::Result<Proc> {
+    spawn_with(&sibling(name)?, args, log, env)
+}
+
 fn spawn(program: &Path, args: &[String], log: &Path) -> anyhow::Result<Proc> {
     spawn_with(program, args, log, &[])
 }

@@ -45,6 +45,82 @@ pub struct LoadBench {
     /// Keep the work directory here instead of a temporary one.
     #[arg(long)]
     pub workdir: Option<PathBuf>,
+    /// The issue-6 scenario instead: a header-mapped file into a plain
+    /// table, against one `psql \copy`.
+    #[arg(long)]
+    pub plain: bool,
+    /// Platform scenario: rows loaded by the row-by-row procedure (its rate
+    /// is measured on this many; a million would take most of an hour).
+    #[arg(long, default_value_t = 20_000)]
+    pub procedure_rows: u64,
+}
+
+/// The processes of a bench: a coordinator and one agent for cluster `a`,
+/// and a client for them.
+pub struct Stack {
+    _coordinator: super::bench::Proc,
+    _agent: super::bench::Proc,
+    pub client: ClientArgs,
+}
+
+/// Starts a coordinator and an agent whose database `registry` is
+/// `db_url`, loads confined to `schemas`.
+pub async fn start_stack(dir: &Path, db_url: &str, schemas: &str) -> anyhow::Result<Stack> {
+    let pki_dir = dir.join("pki");
+    pki::init(
+        &pki_dir,
+        &PkiPlan {
+            clusters: vec!["a".into()],
+            clients: vec!["admin".into()],
+            ..PkiPlan::default()
+        },
+    )?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let url = format!("https://127.0.0.1:{port}");
+    let pki_arg = format!("--pki-dir={}", pki_dir.display());
+    let coordinator = super::bench::spawn_sibling(
+        "ferry-coordinator",
+        &[
+            format!("--listen=127.0.0.1:{port}"),
+            pki_arg.clone(),
+            format!("--data-dir={}", dir.join("coordinator").display()),
+            "--role=admin=admin".into(),
+        ],
+        &dir.join("coordinator.log"),
+    )?;
+    // The load's own phase timings go to the log, for the figures.
+    let agent = super::bench::spawn_sibling_env(
+        "ferry-agent",
+        &[
+            "--cluster-id=a".into(),
+            format!("--coordinator={url}"),
+            pki_arg,
+            format!("--database=registry={db_url}"),
+            format!("--load-schemas={schemas}"),
+            "--backoff-cap=1s".into(),
+            "--log-format=json".into(),
+        ],
+        &dir.join("agent.log"),
+        &[("RUST_LOG", "warn,ferry_agent::load=info".into())],
+    )?;
+    let client = ClientArgs {
+        coordinator: url,
+        coordinator_name: None,
+        coordinator_identity: ferry_common::identity::COORDINATOR_URI.into(),
+        pki_dir,
+        client_name: "admin".into(),
+        tls_cert: None,
+        tls_key: None,
+        tls_ca: None,
+    };
+    connected(&client).await?;
+    Ok(Stack {
+        _coordinator: coordinator,
+        _agent: agent,
+        client,
+    })
 }
 
 /// The same rows twice: categories by code (Ferry) and by id (psql).
@@ -78,7 +154,7 @@ fn generate(dir: &Path, rows: u64) -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok((ferry, psql))
 }
 
-async fn connected(client: &ClientArgs) -> anyhow::Result<()> {
+pub async fn connected(client: &ClientArgs) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let up = async {
@@ -114,15 +190,9 @@ pub async fn run(b: LoadBench) -> anyhow::Result<u8> {
         .clone()
         .unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
-    let pki_dir = dir.join("pki");
-    pki::init(
-        &pki_dir,
-        &PkiPlan {
-            clusters: vec!["a".into()],
-            clients: vec!["admin".into()],
-            ..PkiPlan::default()
-        },
-    )?;
+    if !b.plain {
+        return super::bench_load_platform::run(&b, &dir).await;
+    }
     let pg = tokio::task::spawn_blocking(TempPostgres::start).await??;
     pg.create_database("registry")?;
     pg.psql("registry", SCHEMA)?;
@@ -130,45 +200,9 @@ pub async fn run(b: LoadBench) -> anyhow::Result<u8> {
     let (ferry_csv, psql_csv) = generate(&dir, b.rows)?;
     let size = std::fs::metadata(&ferry_csv)?.len();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let url = format!("https://127.0.0.1:{port}");
-    let pki_arg = format!("--pki-dir={}", pki_dir.display());
-    let _coordinator = super::bench::spawn_sibling(
-        "ferry-coordinator",
-        &[
-            format!("--listen=127.0.0.1:{port}"),
-            pki_arg.clone(),
-            format!("--data-dir={}", dir.join("coordinator").display()),
-            "--role=admin=admin".into(),
-        ],
-        &dir.join("coordinator.log"),
-    )?;
-    let _agent = super::bench::spawn_sibling(
-        "ferry-agent",
-        &[
-            "--cluster-id=a".into(),
-            format!("--coordinator={url}"),
-            pki_arg,
-            format!("--database=registry={}", pg.url("registry")),
-            // The bench's tables are in `public`, not the Platform's `registry` schema.
-            "--load-schemas=public".into(),
-            "--backoff-cap=1s".into(),
-        ],
-        &dir.join("agent.log"),
-    )?;
-    let client = ClientArgs {
-        coordinator: url,
-        coordinator_name: None,
-        coordinator_identity: ferry_common::identity::COORDINATOR_URI.into(),
-        pki_dir,
-        client_name: "admin".into(),
-        tls_cert: None,
-        tls_key: None,
-        tls_ca: None,
-    };
-    connected(&client).await?;
+    // The bench's tables are in `public`, not the Platform's `registry` schema.
+    let stack = start_stack(&dir, &pg.url("registry"), "public").await?;
+    let client = &stack.client;
 
     println!("loading through Ferry ({})…", bytes(size));
     let mut loads = LoadsClient::new(client.channel().await?);

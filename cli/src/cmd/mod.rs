@@ -1,6 +1,7 @@
 pub mod agents;
 pub mod bench;
 pub mod bench_load;
+pub mod bench_load_platform;
 pub mod commands;
 pub mod demo;
 pub mod load;
