@@ -61,17 +61,25 @@ async fn bsl_validated(side: &Side, client: &kube::Client, since: jiff::Timestam
     .await
 }
 
-/// Per claim of the registry: (claim, bytes, digest) of its volume data.
+/// Per claim of the registry (as its cluster lists them): (claim, bytes,
+/// digest) of its volume data.
 async fn volumes(side: &Side) -> Result<Vec<(String, u64, String)>> {
+    let claims = Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
+        client(side).await?,
+        REG,
+    )
+    .list(&Default::default())
+    .await?;
     let v = side.cluster.volumes();
     let mut out = Vec::new();
-    for claim in ["gerrit-data", "nexus-data", "vault-data"] {
+    for claim in claims.items.iter().map(|c| c.name_any()) {
         out.push((
-            claim.to_owned(),
-            v.size(REG, claim).await?,
-            v.digest(REG, claim).await?,
+            claim.clone(),
+            v.size(REG, &claim).await?,
+            v.digest(REG, &claim).await?,
         ));
     }
+    out.sort();
     Ok(out)
 }
 
@@ -95,6 +103,24 @@ async fn real_velero_backs_up_on_a_and_restores_on_b_in_the_platform_phases() ->
     })
     .await?;
     let source = inventory(&a).await?;
+    let source_volumes = volumes(&a).await?;
+    assert!(source_volumes.iter().all(|(_, bytes, _)| *bytes > 0));
+
+    // As a migration does: quiesced first (no pod writes the volumes any
+    // more), then backed up through the volume holders.
+    quiesce(&a, false).await?;
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(ca.clone(), REG)
+        .list(&Default::default())
+        .await?;
+    assert!(
+        pods.items.iter().all(|p| p.spec.as_ref().is_none_or(|s| s
+            .volumes
+            .iter()
+            .flatten()
+            .all(|v| v.persistent_volume_claim.is_none()))),
+        "quiesced, yet pods mount claims: {:?}",
+        pods.items.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+    );
 
     // The backup, by the real Velero server on A.
     let backup = backup(&a, BACKUP, DEFAULT_BSL, false).await?;
@@ -105,12 +131,25 @@ async fn real_velero_backs_up_on_a_and_restores_on_b_in_the_platform_phases() ->
         .list(&Default::default())
         .await?;
     assert!(
-        !pvbs.items.is_empty()
-            && pvbs
-                .items
-                .iter()
-                .all(|p| p.data["status"]["phase"] == "Completed"),
-        "{pvbs:?}"
+        pvbs.items.len() == source_volumes.len()
+            && pvbs.items.iter().all(|p| {
+                p.data["status"]["phase"] == "Completed"
+                    && p.data["spec"]["pod"]["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("ferry-hold-"))
+            }),
+        "one PodVolumeBackup per claim, through its holder: {pvbs:?}"
+    );
+    // The holders are gone once the backup has ended.
+    let left = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(ca.clone(), REG)
+        .list(&Default::default())
+        .await?;
+    assert!(
+        left.items
+            .iter()
+            .all(|p| !p.name_any().starts_with("ferry-hold-")),
+        "{:?}",
+        left.items.iter().map(|p| p.name_any()).collect::<Vec<_>>()
     );
     eprintln!(
         "backup {BACKUP}: {} items, {} pod volume backups, status {}",
@@ -197,15 +236,19 @@ async fn real_velero_backs_up_on_a_and_restores_on_b_in_the_platform_phases() ->
 
     // Volume data: real Velero restores a file-system backup only through
     // the pods it restores (an init container waits for each
-    // PodVolumeRestore). The Platform's phases exclude pods, so real Velero
-    // makes no PodVolumeRestore and the claims on B come back empty — the
-    // sandbox's Velero restored them anyway. Recorded here as it is, until
-    // the restore order carries volume data on real clusters
-    // (docs/realstack.md).
+    // PodVolumeRestore); the phase `volumes` restores the holders, and the
+    // data arrives before any workload of the later phases starts.
     let pvrs = velero_api(&cb, "PodVolumeRestore", "podvolumerestores")
         .list(&Default::default())
         .await?;
-    assert!(pvrs.items.is_empty(), "{pvrs:?}");
-    assert!(volumes(&a).await?.iter().all(|(_, bytes, _)| *bytes > 0));
+    assert!(
+        pvrs.items.len() == source_volumes.len()
+            && pvrs
+                .items
+                .iter()
+                .all(|p| p.data["status"]["phase"] == "Completed"),
+        "{pvrs:?}"
+    );
+    assert_eq!(volumes(&b).await?, source_volumes);
     Ok(())
 }
