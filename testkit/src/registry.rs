@@ -158,7 +158,10 @@ END $$;
 /// reference is one query, and the row and its history row are two
 /// dynamic INSERTs. `p_refs` holds, per reference, `target=lookup_col:ref_table:ref_col:ref_id`.
 pub const ROW_BY_ROW: &str = r#"
-CREATE OR REPLACE FUNCTION public.f_fixture_source_id(p_table text, p_id text, p_name_col text, p_name text)
+CREATE EXTENSION IF NOT EXISTS hstore;
+
+-- A source row's id, created (name lower-cased) on first use.
+CREATE OR REPLACE FUNCTION public.f_fixture_source_id(p_table text, p_id text, p_name_col text, p_name text, p_user text)
 RETURNS uuid LANGUAGE plpgsql AS $$
 DECLARE
   l_id uuid;
@@ -167,53 +170,87 @@ BEGIN
   IF l_id IS NULL THEN
     l_id := gen_random_uuid();
     EXECUTE format('INSERT INTO public.%I (%I, %I, created_by) VALUES (%L, lower(%L), %L)',
-                   p_table, p_id, p_name_col, l_id, p_name, 'admin');
+                   p_table, p_id, p_name_col, l_id, p_name, p_user);
   END IF;
   RETURN l_id;
 END $$;
 
-CREATE OR REPLACE PROCEDURE public.p_fixture_row_by_row(p_table text, p_id_col text, p_stage text, p_cols text[], p_refs text[])
+-- One reference: the id of the row whose business column holds the value.
+CREATE OR REPLACE FUNCTION public.f_fixture_ref(p_table text, p_col text, p_id text, p_value text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  l_ret text;
+BEGIN
+  IF p_value IS NULL THEN
+    RETURN NULL;
+  END IF;
+  EXECUTE format('SELECT %I::text FROM registry.%I WHERE %I = %L', p_id, p_table, p_col, p_value) INTO STRICT l_ret;
+  RETURN l_ret;
+END $$;
+
+-- One row and its history row from hstores of system and business
+-- values: the key column read from the information schema, the source ids
+-- resolved, the column lists built, two dynamic INSERTs.
+CREATE OR REPLACE FUNCTION public.f_fixture_row_insert(p_table text, p_sys hstore, p_business hstore)
+RETURNS uuid LANGUAGE plpgsql AS $$
+DECLARE
+  l_key text; l_id uuid := gen_random_uuid(); l_now timestamptz := now();
+  l_user text := p_sys -> 'curr_user';
+  l_sys uuid; l_app uuid; l_proc uuid;
+  l_rcnt hstore; l_hst hstore; kv record;
+  l_cols text := ''; l_vals text := ''; l_hcols text := ''; l_hvals text := '';
+BEGIN
+  SELECT cc.column_name INTO STRICT l_key
+    FROM information_schema.table_constraints c
+    JOIN information_schema.constraint_column_usage cc
+      USING (constraint_name, table_name, table_schema, table_catalog)
+   WHERE c.table_name = p_table AND c.constraint_type = 'PRIMARY KEY'
+   LIMIT 1;
+  l_sys := f_fixture_source_id('ddm_source_system', 'system_id', 'system_name', p_sys -> 'source_system', l_user);
+  l_app := f_fixture_source_id('ddm_source_application', 'application_id', 'application_name', p_sys -> 'source_application', l_user);
+  l_proc := f_fixture_source_id('ddm_source_business_process', 'business_process_id', 'business_process_name', p_sys -> 'source_process', l_user);
+  l_rcnt := hstore(ARRAY['ddm_created_at', 'ddm_created_by', 'ddm_updated_at', 'ddm_updated_by'],
+                   ARRAY[l_now::text, l_user, l_now::text, l_user]);
+  l_hst := hstore(ARRAY['ddm_created_at', 'ddm_created_by', 'ddm_system_id', 'ddm_application_id', 'ddm_business_process_id'],
+                  ARRAY[l_now::text, l_user, l_sys::text, l_app::text, l_proc::text]);
+  FOR kv IN SELECT * FROM each(l_rcnt || p_business) LOOP
+    l_cols := l_cols || quote_ident(kv.key) || ',';
+    l_vals := l_vals || quote_nullable(kv.value) || ',';
+  END LOOP;
+  FOR kv IN SELECT * FROM each(l_hst || p_business) LOOP
+    l_hcols := l_hcols || quote_ident(kv.key) || ',';
+    l_hvals := l_hvals || quote_nullable(kv.value) || ',';
+  END LOOP;
+  EXECUTE format('INSERT INTO registry.%I (%s%I) VALUES (%s%L::uuid)', p_table, l_cols, l_key, l_vals, l_id);
+  EXECUTE format('INSERT INTO registry.%I (ddm_dml_op, %s%I) VALUES (%L, %s%L::uuid)',
+                 p_table || '_hst', l_hcols, l_key, 'I', l_hvals, l_id);
+  RETURN l_id;
+END $$;
+
+-- The loader: one statement text per staged row (its business values as
+-- an hstore, references resolved one query each, non-breaking spaces
+-- trimmed), then each executed. `p_refs` holds, per reference,
+-- `target=lookup_col:ref_table:ref_col:ref_id`.
+CREATE OR REPLACE PROCEDURE public.p_fixture_row_by_row(p_table text, p_stage text, p_cols text[], p_refs text[])
 LANGUAGE plpgsql AS $$
 DECLARE
-  r record;
-  l_row jsonb;
-  l_sys uuid; l_app uuid; l_proc uuid;
-  l_cols text; l_vals text; l_id uuid; l_ref text[]; l_val text; l_now timestamptz; l_key text;
-  c text;
+  c text; l_ref text[]; l_expr text := ''; r record;
+  l_sys text := 'curr_user=>"admin",source_system=>"Initial load",source_application=>"Initial load",source_process=>"Initial load process"';
 BEGIN
-  FOR r IN EXECUTE format('SELECT to_jsonb(s) AS j FROM %s s', p_stage) LOOP
-    l_row := r.j;
-    l_now := now();
-    l_sys := f_fixture_source_id('ddm_source_system', 'system_id', 'system_name', 'Initial load');
-    l_app := f_fixture_source_id('ddm_source_application', 'application_id', 'application_name', 'Initial load');
-    l_proc := f_fixture_source_id('ddm_source_business_process', 'business_process_id', 'business_process_name', 'Initial load process');
-    -- As f_row_insert does for every row: the table's key column, read
-    -- from the information schema.
-    SELECT cc.column_name INTO STRICT l_key
-      FROM information_schema.table_constraints c
-      JOIN information_schema.constraint_column_usage cc
-        USING (constraint_name, table_name, table_schema, table_catalog)
-     WHERE c.table_name = p_table AND c.constraint_type = 'PRIMARY KEY'
-     LIMIT 1;
-    l_id := gen_random_uuid();
-    l_cols := ''; l_vals := '';
-    FOREACH c IN ARRAY p_cols LOOP
-      l_cols := l_cols || quote_ident(c) || ',';
-      l_vals := l_vals || quote_nullable(btrim(l_row ->> c, chr(160))) || ',';
+  FOREACH c IN ARRAY p_cols LOOP
+    l_expr := l_expr || format('%L || coalesce(%L || replace(btrim(s.%I, chr(160)), %L, %L) || %L, %L) || %L || ',
+                               c || '=>', '"', c, '"', '\"', '"', 'NULL', ',');
+  END LOOP;
+  IF p_refs IS NOT NULL THEN
+    FOREACH c IN ARRAY p_refs LOOP
+      l_ref := regexp_split_to_array(split_part(c, '=', 2), ':');
+      l_expr := l_expr || format('%L || coalesce(%L || f_fixture_ref(%L, %L, %L, s.%I) || %L, %L) || %L || ',
+                                 split_part(c, '=', 1) || '=>', '"', l_ref[2], l_ref[3], l_ref[4], l_ref[1], '"', 'NULL', ',');
     END LOOP;
-    IF p_refs IS NOT NULL THEN
-      FOREACH c IN ARRAY p_refs LOOP
-        l_ref := regexp_split_to_array(split_part(c, '=', 2), ':');
-        EXECUTE format('SELECT %I::text FROM registry.%I WHERE %I = %L', l_ref[4], l_ref[2], l_ref[3], l_row ->> l_ref[1])
-          INTO STRICT l_val;
-        l_cols := l_cols || quote_ident(split_part(c, '=', 1)) || ',';
-        l_vals := l_vals || quote_nullable(l_val) || ',';
-      END LOOP;
-    END IF;
-    EXECUTE format('INSERT INTO registry.%I (%s ddm_created_at, ddm_created_by, ddm_updated_at, ddm_updated_by, %I) VALUES (%s %L, %L, %L, %L, %L)',
-                   p_table, l_cols, l_key, l_vals, l_now, 'admin', l_now, 'admin', l_id);
-    EXECUTE format('INSERT INTO registry.%I (ddm_dml_op, %s ddm_created_at, ddm_created_by, ddm_system_id, ddm_application_id, ddm_business_process_id, %I) VALUES (%L, %s %L, %L, %L, %L, %L, %L)',
-                   p_table || '_hst', l_cols, l_key, 'I', l_vals, l_now, 'admin', l_sys, l_app, l_proc, l_id);
+  END IF;
+  FOR r IN EXECUTE format('SELECT format(%L, %L, %L, rtrim(%s%L, %L)) AS f FROM %s s',
+                          'SELECT f_fixture_row_insert(%L, %L::hstore, %L::hstore)', p_table, l_sys, l_expr, '', ',', p_stage) LOOP
+    EXECUTE r.f;
   END LOOP;
 END $$;
 "#;
@@ -261,7 +298,7 @@ mod tests {
             &db,
             "CREATE TEMP TABLE s (code text, name text);
              INSERT INTO s VALUES ('kyiv', 'Kyiv'), ('lviv', 'Lviv');
-             CALL p_fixture_row_by_row('dict_region', 'region_id', 's', ARRAY['code','name'], NULL);",
+             CALL p_fixture_row_by_row('dict_region', 's', ARRAY['code','name'], NULL);",
         )?;
         let out = pg.psql(
             &db,

@@ -568,5 +568,37 @@ async fn the_bad_file_corpus_is_refused_in_the_users_terms() -> anyhow::Result<(
         "{out}"
     );
     assert_eq!(snapshot()?, before);
+    // A foreign key PostgreSQL refuses, mapped back to the line and column.
+    let people = r.write(
+        "people.csv",
+        format!("full_name,region,laboratory_id\nAnna,kyiv,\nBoris,lviv,{R1}\n").as_bytes(),
+    )?;
+    let (code, out, err) = r.load(&[
+        "--id",
+        "people",
+        "--file",
+        &format!("{people}=person"),
+        "--csv-columns",
+        "people.csv=full_name,region,laboratory_id",
+        "--target-columns",
+        "people.csv=full_name,region_id::ref(lookup_col:region,ref_table:dict_region,ref_col:code,ref_id:region_id),laboratory_id",
+    ])?;
+    assert_eq!(code, Some(1), "{out} {err}");
+    let e = &out["errors"][0];
+    assert_eq!(
+        (e["line"].as_i64(), e["column"].as_str()),
+        (Some(3), Some("laboratory_id")),
+        "{out}"
+    );
+    assert_eq!(e["value"], R1, "{out}");
+    assert!(
+        e["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("foreign key")),
+        "{out}"
+    );
+    assert_eq!(out["errors"].as_array().map(Vec::len), Some(1), "{out}");
+    assert_eq!(r.count("registry.person")?, 0);
+    assert_eq!(snapshot()?, before);
     Ok(())
 }

@@ -55,6 +55,7 @@ mod role;
 mod run;
 mod schema;
 mod staged;
+mod staged_row;
 pub mod types;
 
 use bytes::Bytes;

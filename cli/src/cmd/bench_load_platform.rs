@@ -7,8 +7,9 @@
 //!    outside itself as `p_load_table_from_csv` maps it (two `ref` columns
 //!    resolved by business value), rows and history rows written set-based;
 //! 2. a row-by-row procedure that writes the same rows and history rows the
-//!    Platform's way (testkit's `p_fixture_row_by_row`: source ids, each
-//!    reference and two dynamic INSERTs per row), measured on
+//!    Platform's way (testkit's `p_fixture_row_by_row`: per row a generated
+//!    statement, hstores, the key column from the information schema, the
+//!    source ids, each reference, two dynamic INSERTs), measured on
 //!    `--procedure-rows` rows into twin tables;
 //! 3. the physical floor: two `psql \copy` runs of the already-resolved rows
 //!    into twins of the table and of its history.
@@ -252,7 +253,7 @@ pub async fn run(b: &LoadBench, dir: &Path) -> anyhow::Result<u8> {
     )?;
     let rbr_secs = psql_timed(
         &pg,
-        "CALL p_fixture_row_by_row('person_rbr', 'person_id', 'public.bench_stage',
+        "CALL p_fixture_row_by_row('person_rbr', 'public.bench_stage',
            ARRAY['full_name','birth_date','salary'],
            ARRAY['region_id=region:dict_region:code:region_id', 'laboratory_id=lab:laboratory:edrpou:laboratory_id'])",
     )?;
