@@ -89,10 +89,12 @@ pub(super) async fn run(step: &mut Step<'_>, cmd: &pb::InventoryStep) -> Result<
         }
     }
     workloads(&client, ns, &mut inventory).await?;
+    // Boxed: their futures are large, and every step's future is as large
+    // as the largest.
     if cmd.volumes {
-        inventory.volumes = volumes::inventory(step, &cmd.backup_name).await?;
+        inventory.volumes = Box::pin(volumes::inventory(step, &cmd.backup_name)).await?;
     }
-    inventory.databases = database::inventory(step, &cmd.databases).await?;
+    inventory.databases = Box::pin(database::inventory(step, &cmd.databases)).await?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let env = absent_if_missing(api.get(REGISTRY_ENVIRONMENT).await).map_err(kube_err(
         "read",

@@ -67,17 +67,27 @@ pub(super) async fn inventory(
             let total = to_read.len() as u64;
             let reader = Reader {
                 pods: Api::namespaced(client.clone(), ns),
-                ns,
-                image: &config.volume_reader_image,
+                ns: ns.to_owned(),
+                image: config.volume_reader_image.clone(),
                 timeout: config.volume_reader_timeout,
             };
+            // Each reader a task of its own: watching a pod deserializes
+            // deep, and a task starts on a fresh stack.
             let mut reads = futures::stream::iter(to_read)
                 .map(|pvc| {
                     let node = nodes.get(&pvc).cloned();
-                    let reader = &reader;
+                    let reader = reader.clone();
+                    let what = format!("reading volume claim {ns}/{pvc}");
                     async move {
-                        let summary = reader.read(&pvc, node).await?;
-                        Ok::<_, StepError>((pvc, summary))
+                        let summary =
+                            tokio::spawn(
+                                async move { reader.read(&pvc, node).await.map(|s| (pvc, s)) },
+                            )
+                            .await
+                            .map_err(|e| {
+                                StepError::State(format!("{what}: the reader task ended: {e}"))
+                            })??;
+                        Ok::<_, StepError>(summary)
                     }
                 })
                 .buffer_unordered(READERS);
@@ -114,19 +124,20 @@ pub(super) async fn inventory(
     Ok(out)
 }
 
-struct Reader<'a> {
+#[derive(Clone)]
+struct Reader {
     pods: Api<Pod>,
-    ns: &'a str,
-    image: &'a str,
+    ns: String,
+    image: String,
     timeout: Duration,
 }
 
-impl Reader<'_> {
+impl Reader {
     /// Runs a reader pod over `pvc` and reads its termination message; the
     /// pod is deleted whatever happened.
     async fn read(&self, pvc: &str, node: Option<String>) -> Result<VolumeSummary> {
         let what = format!("the reader pod of volume claim {}/{pvc}", self.ns);
-        let pod: Pod = serde_json::from_value(reader_pod(self.ns, pvc, self.image, node))
+        let pod: Pod = serde_json::from_value(reader_pod(&self.ns, pvc, &self.image, node))
             .map_err(|e| StepError::State(format!("could not build {what}: {e}")))?;
         let pod = self
             .pods
