@@ -11,6 +11,9 @@ mod steps;
 use std::collections::BTreeSet;
 
 use anyhow::{Context, Result};
+use ferry_agent::config::VolumeReader;
+use ferry_common::pb::volume_inventory::Measure;
+use ferry_sandbox::k8s::Gvr;
 use steps::*;
 
 #[tokio::test]
@@ -165,6 +168,9 @@ async fn a_registry_moves_step_by_step_and_rolls_back() -> Result<()> {
         Backup
     );
     assert_eq!(repeat.phase, "Completed");
+
+    // Boxed: keeps the test's own future (polled on its thread's stack) small.
+    Box::pin(volumes_measured_both_ways(&mut a)).await?;
 
     let exported = expect!(
         step(
@@ -486,5 +492,61 @@ async fn backups_pass_partial_failures_only_when_allowed() -> Result<()> {
     );
 
     a.cluster.shutdown().await;
+    Ok(())
+}
+
+/// Each claim measured both ways verification can: by reader pods (the
+/// sandbox's kubelet stand-in runs them), and by Velero's records of the
+/// backup; both agree with the volumes themselves.
+async fn volumes_measured_both_ways(a: &mut Side) -> Result<()> {
+    for reader in [VolumeReader::Pod, VolumeReader::Velero] {
+        let mut config = (*a.ctx.config).clone();
+        config.volume_reader = reader;
+        a.ctx.config = std::sync::Arc::new(config);
+        let inv = expect!(
+            step(
+                a,
+                Kind::Inventory(pb::InventoryStep {
+                    volumes: true,
+                    backup_name: BACKUP.into(),
+                    ..Default::default()
+                })
+            )
+            .await?,
+            Inventory
+        );
+        let volumes = a.cluster.volumes();
+        assert_eq!(inv.volumes.len(), 9, "{reader:?}: {:?}", inv.volumes);
+        for v in &inv.volumes {
+            let on_disk = ferry_common::volume::summarize(&volumes.dir(REG, &v.pvc))?;
+            match &v.measure {
+                Some(Measure::Contents(c)) => assert_eq!(
+                    (c.files, c.bytes, c.digest.as_str()),
+                    (on_disk.files, on_disk.bytes, on_disk.digest.as_str()),
+                    "{}",
+                    v.pvc
+                ),
+                Some(Measure::Velero(t)) => assert_eq!(
+                    (t.phase.as_str(), t.total_bytes, t.bytes_done),
+                    ("Completed", on_disk.bytes, on_disk.bytes),
+                    "{}",
+                    v.pvc
+                ),
+                // PGO's data volumes are proved by their tables.
+                Some(Measure::Database(c)) => assert!(v.pvc.starts_with(c.as_str()), "{v:?}"),
+                None => anyhow::bail!("{} not measured", v.pvc),
+            }
+        }
+        let pods = a
+            .cluster
+            .store()
+            .list(&Gvr::core("pods"), Some(REG), None)
+            .await?;
+        assert!(
+            pods.iter()
+                .all(|p| p["metadata"]["labels"]["ferry.io/volume-reader"].is_null()),
+            "reader pods left behind: {pods:?}"
+        );
+    }
     Ok(())
 }
