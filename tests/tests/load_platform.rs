@@ -602,3 +602,67 @@ async fn the_bad_file_corpus_is_refused_in_the_users_terms() -> anyhow::Result<(
     assert_eq!(snapshot()?, before);
     Ok(())
 }
+
+/// Progress goes by rows out of the rows the client counted (not by bytes
+/// relayed, which reach the coordinator long before their rows are
+/// loaded), and a fresh load's JSON carries when it was recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_is_by_rows_and_json_carries_loaded_at() -> anyhow::Result<()> {
+    let r = Reg::new().await?;
+    const ROWS: usize = 300_000;
+    let mut body = String::from("research_type,note\n");
+    for i in 0..ROWS {
+        body.push_str(&format!("type-{i},n\n"));
+    }
+    let file = r.write("research.csv", body.as_bytes())?;
+    let out = r.w.ferry(
+        "ops",
+        &[
+            "load",
+            "start",
+            "--cluster",
+            "a",
+            "--database",
+            "registry",
+            "--id",
+            "progress",
+            "--file",
+            &format!("{file}=dict_research"),
+            "--csv-columns",
+            "research.csv=research_type,note",
+            "--target-columns",
+            "research.csv=research_type",
+        ],
+    )?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let total = format!("/ {ROWS} rows (");
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("rows/s")).collect();
+    for l in &lines {
+        assert!(l.contains(&total), "progress not by rows: {l}");
+        let rows: u64 = l
+            .split(": ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("no row count in {l}"))?;
+        let pct: u64 = l
+            .split(" rows (")
+            .nth(1)
+            .and_then(|s| s.split('%').next())
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("no percentage in {l}"))?;
+        let exact = rows as f64 * 100.0 / ROWS as f64;
+        assert!((pct as f64 - exact).abs() <= 1.0, "{l}");
+    }
+    assert!(!lines.is_empty(), "no progress shown: {err}");
+    assert_eq!(r.count("registry.dict_research")?, ROWS as i64);
+    let got = r.w.ferry_json("viewer", &["load", "get", "progress"])?;
+    assert!(
+        got["loaded_at"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("20")),
+        "{got}"
+    );
+    Ok(())
+}

@@ -697,8 +697,15 @@ impl Run<'_, '_> {
         }
         let mut returning = business.clone();
         returning.push(id.clone());
+        // Rows go in in key order: random uuids inserted in file order
+        // touch the whole primary-key index for every row; sorted, the
+        // index fills page after page.
+        let order = match cols.iter().position(|c| *c == id) {
+            Some(i) => format!(" ORDER BY {}", i + 1),
+            None => String::new(),
+        };
         Ok(format!(
-            "WITH ins AS (INSERT INTO {table} ({cols}) SELECT {vals} FROM {from} RETURNING {ret})
+            "WITH ins AS (INSERT INTO {table} ({cols}) SELECT {vals} FROM {from}{order} RETURNING {ret})
              INSERT INTO {history} ({hcols}) SELECT {hvals} FROM ins",
             table = plan.table.sql_name,
             cols = cols.join(", "),
