@@ -175,10 +175,21 @@ pub async fn run(args: DemoArgs, out: OutputFormat) -> anyhow::Result<u8> {
     let started = std::time::Instant::now();
     let m = migrations.start_migration(request).await?.into_inner();
     say(&format!("• migration {} started", m.migration_id));
-    let m = if table {
-        migrate::follow(&mut migrations, &m.migration_id, out).await?
-    } else {
-        migrate::wait_end(&mut migrations, &m.migration_id).await?
+    let followed = async {
+        if table {
+            migrate::follow(&mut migrations, &m.migration_id, out).await
+        } else {
+            migrate::wait_end(&mut migrations, &m.migration_id).await
+        }
+    };
+    // Interrupted, it returns so that the clusters are dropped and their
+    // PostgreSQL servers stopped (killed outright, they would stay).
+    let m = tokio::select! {
+        m = followed => m?,
+        () = ferry_common::signal::terminated() => {
+            eprintln!("demo interrupted: stopping the clusters and their databases");
+            return Ok(exit::FAILED);
+        }
     };
     let verified = m.state == pb::MigrationState::Succeeded as i32
         && m.report.as_ref().is_some_and(|r| r.verified);
