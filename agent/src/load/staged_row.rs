@@ -2,6 +2,7 @@
 //! references) and appended to the staging COPY in binary form, or
 //! reported with its line and the CSV's column.
 
+use std::borrow::Cow;
 use std::ops::ControlFlow;
 
 use super::error::{Errors, RowError};
@@ -172,11 +173,12 @@ pub(super) fn encode(
     }
     let mut list = Vec::new();
     for t in &plan.targets {
-        let value: Option<Vec<u8>> = match &t.source {
+        // Borrowed from the record or the reference map but for lists.
+        let value: Option<Cow<'_, [u8]>> = match &t.source {
             Source::Expr(_) => continue,
             Source::Column(_) => {
                 let f = rec.get(t.csv_idx.unwrap_or(0));
-                (!f.is_null()).then(|| trim_nbsp(f.bytes).to_vec())
+                (!f.is_null()).then(|| Cow::Borrowed(trim_nbsp(f.bytes)))
             }
             Source::Ref(_) => {
                 let (map, ci, _) = &t.refs[0];
@@ -185,7 +187,7 @@ pub(super) fn encode(
                     None
                 } else {
                     match map.get(f.bytes) {
-                        Some(v) => v.map(|v| trim_nbsp(v).to_vec()),
+                        Some(v) => v.map(|v| Cow::Borrowed(trim_nbsp(v))),
                         None => {
                             errors.push(err(
                                 rec.line,
@@ -215,8 +217,6 @@ pub(super) fn encode(
                             Some(Some(id)) => list.push(String::from_utf8_lossy(id).into_owned()),
                             Some(None) => list.push("NULL".into()),
                             None => {
-                                let label = &t.refs[n];
-                                let _ = label;
                                 errors.push(err(
                                     rec.line,
                                     Some(&csv[*ci]),
@@ -232,7 +232,7 @@ pub(super) fn encode(
                     ok = false;
                     continue;
                 }
-                Some(format!("{{{}}}", list.join(",")).into_bytes())
+                Some(Cow::Owned(format!("{{{}}}", list.join(",")).into_bytes()))
             }
         };
         match &value {
@@ -252,7 +252,7 @@ pub(super) fn encode(
                     Ok(()) => put(buf, Some(v)),
                     Err(reason) => {
                         let shown = match t.source {
-                            Source::Column(_) => v.as_slice(),
+                            Source::Column(_) => v.as_ref(),
                             _ => rec.get(t.refs.first().map_or(0, |r| r.1)).bytes,
                         };
                         errors.push(err(
