@@ -4,13 +4,15 @@
 //! runs that pod's command over a claim's directory — so both sides of a
 //! migration measure alike.
 //!
-//! The digest is a SHA-256 over the volume's entries sorted by their path
-//! (relative, `/`-separated, compared as bytes): for a regular file `f`,
-//! the path, a NUL, its size (u64 little-endian) and its contents; for a
-//! symbolic link `l`, the path, a NUL and its target. Directories count by
-//! what they hold (an empty one is not seen); links are not followed;
-//! sockets, FIFOs and devices are left out. Files are read in blocks, so
-//! memory stays bounded whatever their size.
+//! The digest is a SHA-256 over the volume's entries, depth first, each
+//! directory's entries sorted by name (as bytes), a directory's contents
+//! where its name sorts; paths are relative and `/`-separated. For a
+//! regular file `f`, the path, a NUL, its size (u64 little-endian) and its
+//! contents; for a symbolic link `l`, the path, a NUL and its target.
+//! Directories count by what they hold (an empty one is not seen); links
+//! are not followed; sockets, FIFOs and devices are left out. Files are read
+//! in blocks and one directory listing per level is held, so memory follows
+//! the widest directory, whatever the files' sizes.
 
 use std::fmt;
 use std::io::Read;
@@ -46,42 +48,19 @@ pub enum VolumeError {
 
 /// Reads every entry under `root` and sums it up.
 pub fn summarize(root: &Path) -> Result<VolumeSummary, VolumeError> {
-    let io = |action, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| VolumeError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    let mut entries: Vec<(String, PathBuf, Kind)> = Vec::new();
-    let mut pending = vec![(String::new(), root.to_path_buf())];
-    while let Some((rel, dir)) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).map_err(io("list", &dir))? {
-            let entry = entry.map_err(io("list", &dir))?;
-            let path = entry.path();
-            let kind = entry.file_type().map_err(io("inspect", &path))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let rel = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
-            };
-            if kind.is_dir() {
-                pending.push((rel, path));
-            } else if kind.is_file() {
-                entries.push((rel, path, Kind::File));
-            } else if kind.is_symlink() {
-                entries.push((rel, path, Kind::Link));
-            }
-        }
-    }
-    entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let mut sha = ring::digest::Context::new(&ring::digest::SHA256);
     let mut block = vec![0u8; BLOCK];
     let (mut files, mut bytes) = (0u64, 0u64);
-    for (rel, path, kind) in entries {
+    // Depth first, one sorted directory listing per level held at a time:
+    // memory follows the widest directory, not the whole tree.
+    let mut levels = vec![listing(root, "")?.into_iter()];
+    while let Some(level) = levels.last_mut() {
+        let Some((rel, path, kind)) = level.next() else {
+            levels.pop();
+            continue;
+        };
         match kind {
+            Kind::Dir => levels.push(listing(&path, &rel)?.into_iter()),
             Kind::File => {
                 let mut file = std::fs::File::open(&path).map_err(io("open", &path))?;
                 let size = file.metadata().map_err(io("inspect", &path))?.len();
@@ -127,8 +106,48 @@ pub fn summarize(root: &Path) -> Result<VolumeSummary, VolumeError> {
     })
 }
 
+/// `map_err` for an I/O call on `path`.
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError {
+    let path = path.to_path_buf();
+    move |source| VolumeError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The directories, files and links of `dir`, sorted by name (as bytes),
+/// with their paths relative to the volume (`rel` is `dir`'s).
+fn listing(dir: &Path, rel: &str) -> Result<Vec<(String, PathBuf, Kind)>, VolumeError> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io("list", dir))? {
+        let entry = entry.map_err(io("list", dir))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(io("inspect", &path))?;
+        let kind = if kind.is_dir() {
+            Kind::Dir
+        } else if kind.is_file() {
+            Kind::File
+        } else if kind.is_symlink() {
+            Kind::Link
+        } else {
+            continue;
+        };
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let rel = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        out.push((rel, path, kind));
+    }
+    out.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    Ok(out)
+}
+
 #[derive(Clone, Copy)]
 enum Kind {
+    Dir,
     File,
     Link,
 }

@@ -216,7 +216,7 @@ fn reader_pod(ns: &str, pvc: &str, image: &str, node: Option<String>) -> Value {
                     "readOnlyRootFilesystem": true,
                     "capabilities": {"drop": ["ALL"]},
                 },
-                "resources": {"requests": {"cpu": "100m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+                "resources": {"requests": {"cpu": "100m", "memory": "32Mi"}, "limits": {"cpu": "1", "memory": "128Mi"}},
                 "volumeMounts": [{"name": "data", "mountPath": MOUNT, "readOnly": true}],
             }],
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": pvc, "readOnly": true}}],
