@@ -220,6 +220,8 @@ pub async fn run(b: &LoadBench, dir: &Path) -> anyhow::Result<u8> {
             target_columns: TARGETS.map(String::from).to_vec(),
         }],
     };
+    // Each load starts with no checkpoint work left by the one before.
+    pg.psql("registry", "CHECKPOINT")?;
     let started = Instant::now();
     let status = start(&mut loads, args, OutputFormat::Json).await?;
     let ferry_secs = started.elapsed().as_secs_f64();
@@ -251,6 +253,7 @@ pub async fn run(b: &LoadBench, dir: &Path) -> anyhow::Result<u8> {
             files.sample.display()
         ),
     )?;
+    pg.psql("registry", "CHECKPOINT")?;
     let rbr_secs = psql_timed(
         &pg,
         "CALL p_fixture_row_by_row('person_rbr', 'public.bench_stage',
@@ -259,6 +262,7 @@ pub async fn run(b: &LoadBench, dir: &Path) -> anyhow::Result<u8> {
     )?;
 
     println!("loading the resolved rows and history rows with two psql \\copy runs…");
+    pg.psql("registry", "CHECKPOINT")?;
     let floor_rows = psql_timed(
         &pg,
         &format!(
@@ -267,6 +271,7 @@ pub async fn run(b: &LoadBench, dir: &Path) -> anyhow::Result<u8> {
             files.rows.display()
         ),
     )?;
+    pg.psql("registry", "CHECKPOINT")?;
     let floor_hst = psql_timed(
         &pg,
         &format!(
