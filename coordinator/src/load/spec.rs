@@ -239,6 +239,31 @@ mod tests {
         assert!(matches!(check(with("not-hex")), Err(Error::Invalid(_))));
     }
 
+    /// The same file under the same id with another mapping is other data.
+    #[test]
+    fn a_loaded_id_with_another_mapping_is_refused() {
+        let with = |targets: &[&str]| pb::LoadSpec {
+            files: vec![pb::LoadFile {
+                sha256: "a".repeat(64),
+                csv_columns: vec!["code".into(), "name".into()],
+                target_columns: targets.iter().map(|t| t.to_string()).collect(),
+                ..spec().files[0].clone()
+            }],
+            ..spec()
+        };
+        let recorded = pb::LoadStatus {
+            load_id: "l-1".into(),
+            spec: Some(with(&["code", "name"])),
+            state: LoadState::Loaded as i32,
+            ..Default::default()
+        };
+        assert!(check_same_content(&recorded, &with(&["code", "name"])).is_ok());
+        assert!(matches!(
+            check_same_content(&recorded, &with(&["code", "name::upper(name)"])),
+            Err(Error::Precondition(_))
+        ));
+    }
+
     #[test]
     fn a_load_error_becomes_a_failed_status() {
         let mut status = pb::LoadStatus::default();
