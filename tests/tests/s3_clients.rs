@@ -201,13 +201,14 @@ fn rclone_copy_ls_size_check_and_sync_against_ferry_sandbox() -> Result<()> {
         rclone_cmd(&["check", &src_arg, "sbx:rclone"]),
         "rclone check",
     )?;
-    // Check must also see a difference: change a file locally.
-    std::fs::write(src.join("top level.txt"), b"changed locally")?;
-    files.insert("top level.txt".into(), b"changed locally".to_vec());
+    // Check must also see a difference: a file changed locally, its size
+    // kept, so only the digests (the sandbox's ETags) can tell.
+    std::fs::write(src.join("top level.txt"), b"SPACES IN THE NAME")?;
+    files.insert("top level.txt".into(), b"SPACES IN THE NAME".to_vec());
     let differs = rclone_cmd(&["check", &src_arg, "sbx:rclone"]).output()?;
     ensure!(
         !differs.status.success(),
-        "rclone check did not notice a changed file:\n{}",
+        "rclone check did not notice a file changed to the same size:\n{}",
         String::from_utf8_lossy(&differs.stderr)
     );
 
