@@ -179,6 +179,13 @@ impl SandboxCluster {
         crate::velero::NodeAgentStandIn::start(client, self.s3.clone(), self.volumes().clone())
     }
 
+    /// Starts the PGO stand-in for the real cluster behind `client`, over
+    /// this cluster's volumes (the real tier: its instance StatefulSets run
+    /// real PostgreSQL servers here, their databases kept on the claims).
+    pub fn serve_pgo(&self, client: kube::Client) -> crate::workloads::PgoStandIn {
+        crate::workloads::PgoStandIn::start(client, self.volumes().clone())
+    }
+
     pub fn s3_endpoint(&self) -> &str {
         self.s3.endpoint()
     }

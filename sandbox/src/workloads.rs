@@ -10,6 +10,7 @@
 //! on the instance's volume).
 
 mod holder;
+mod pgo_kube;
 mod postgres;
 mod reader;
 
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use pgo_kube::PgoStandIn;
 pub use postgres::{
     CLUSTER_LABEL as PGO_CLUSTER_LABEL, DATABASE, DUMP, installed as postgres_installed,
 };
@@ -37,7 +39,10 @@ impl WorkloadController {
     /// namespace; `volumes` are the claims' contents.
     pub fn start(store: Store, volumes: Volumes) -> Self {
         let cancel = CancellationToken::new();
-        let instances = Arc::new(postgres::Instances::new(store.clone(), volumes.clone()));
+        let instances = Arc::new(postgres::Instances::new(
+            postgres::Secrets::Store(store.clone()),
+            volumes.clone(),
+        ));
         let mut tasks: Vec<JoinHandle<()>> = ["deployments", "statefulsets"]
             .into_iter()
             .map(|plural| {

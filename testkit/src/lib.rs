@@ -6,6 +6,7 @@ pub mod keycloak;
 pub mod kube;
 pub mod netns;
 pub mod pg;
+pub mod realms;
 pub mod registry;
 pub mod velero;
 pub mod versitygw;

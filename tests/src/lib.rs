@@ -13,6 +13,7 @@ use serde_json::Value;
 
 pub mod migrate_world;
 pub mod proxy;
+pub mod real_stacks;
 pub mod relay_world;
 pub mod tls_probe;
 

@@ -4,14 +4,16 @@
 //! removed, so a repeat reports zeros.
 //!
 //! It refuses to delete a namespace that no restore of this migration made
-//! (Velero labels what it restores with `velero.io/backup-name`): sent to
-//! the wrong cluster, it must not delete a live registry.
+//! (Velero labels what it restores with `velero.io/backup-name`: the
+//! namespace, or — where Velero created it first — the claims and config
+//! maps restored into it): sent to the wrong cluster, it must not delete a
+//! live registry.
 
 use std::time::Duration;
 
 use ferry_common::pb;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, DynamicObject};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
 use kube::{Client, Resource, ResourceExt};
 
 use super::cluster::{absent_if_missing, gerrit_projects, list_all};
@@ -74,7 +76,8 @@ async fn delete_namespace(step: &mut Step<'_>, backups: &[String]) -> Result<boo
     };
     let label = ns.labels().get(BACKUP_NAME_LABEL);
     // Without a backup, nothing of this migration can have been restored.
-    let ours = label.is_some_and(|l| backups.iter().any(|b| same_label(b, l)));
+    let ours = label.is_some_and(|l| backups.iter().any(|b| same_label(b, l)))
+        || holds_restored(&step.client, reg, backups).await?;
     if !ours {
         return Err(StepError::State(format!(
             "namespace {reg} was not made by a restore of this migration's backups ({}); \
@@ -110,6 +113,29 @@ async fn delete_namespace(step: &mut Step<'_>, backups: &[String]) -> Result<boo
         }
     }
     Ok(true)
+}
+
+/// Whether `namespace` holds objects Velero restored from one of
+/// `backups`. Velero labels what it restores, but not a namespace it had
+/// to create before restoring into it (the real server then skips the
+/// backed-up namespace as existing), so the namespace's own label is not
+/// always there.
+async fn holds_restored(client: &Client, namespace: &str, backups: &[String]) -> Result<bool> {
+    let lp = ListParams::default().labels(BACKUP_NAME_LABEL);
+    let restored = |labels: &std::collections::BTreeMap<String, String>| {
+        labels
+            .get(BACKUP_NAME_LABEL)
+            .is_some_and(|l| backups.iter().any(|b| same_label(b, l)))
+    };
+    let what = format!("objects Velero restored in namespace {namespace}");
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let claims = claims.list(&lp).await.map_err(kube_err("list", &what))?;
+    if claims.items.iter().any(|o| restored(o.labels())) {
+        return Ok(true);
+    }
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let maps = maps.list(&lp).await.map_err(kube_err("list", &what))?;
+    Ok(maps.items.iter().any(|o| restored(o.labels())))
 }
 
 /// Velero shortens label values longer than 63 characters to their first

@@ -57,8 +57,8 @@ pub(super) async fn inventory(
         {
             continue;
         }
-        let target = Target::from_secret(step, cluster).await?;
-        out.push(target.read(step).await?);
+        let (target, client) = Target::connect(step, cluster).await?;
+        out.push(target.read(step, client).await?);
     }
     Ok(out)
 }
@@ -132,49 +132,52 @@ impl Target {
         Ok(target)
     }
 
-    /// Connects, retrying while the server is not up yet (connection
-    /// refused, "starting up") within the agent's `--ready-timeout`.
-    async fn connect(&self, step: &Step<'_>) -> Result<Client> {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(&self.host)
-            .port(self.port)
-            .dbname(&self.dbname)
-            .user(&self.user)
-            .password(&self.password)
-            .application_name("ferry-verify")
-            .connect_timeout(CONNECT_TIMEOUT);
+    /// Reads the cluster's Secret and connects, retrying while the server
+    /// is not up yet (connection refused, "starting up", its database
+    /// still being restored) within the agent's `--ready-timeout`. The
+    /// Secret is read again before each attempt: PGO points it at the
+    /// instance that serves now (a restored Secret still names the source's).
+    async fn connect(step: &Step<'_>, cluster: &str) -> Result<(Self, Client)> {
         let deadline = tokio::time::Instant::now() + step.ctx.config.ready_timeout;
         let mut wait = Duration::from_millis(100);
         loop {
+            let target = Target::from_secret(step, cluster).await?;
+            let mut config = tokio_postgres::Config::new();
+            config
+                .host(&target.host)
+                .port(target.port)
+                .dbname(&target.dbname)
+                .user(&target.user)
+                .password(&target.password)
+                .application_name("ferry-verify")
+                .connect_timeout(CONNECT_TIMEOUT);
             match config.connect(NoTls).await {
                 Ok((client, connection)) => {
-                    let cluster = self.cluster.clone();
+                    let cluster = target.cluster.clone();
                     tokio::spawn(async move {
                         if let Err(error) = connection.await {
                             tracing::warn!(%cluster, %error, "registry database connection ended");
                         }
                     });
-                    return Ok(client);
+                    return Ok((target, client));
                 }
                 Err(e) if starting(&e) && tokio::time::Instant::now() + wait < deadline => {
-                    tracing::info!(target = %self, error = %e, "registry database not answering yet");
+                    tracing::info!(%target, error = %e, "registry database not answering yet");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => {
                     return Err(StepError::State(format!(
-                        "could not connect to {self}: {e}; check that the instance runs and that the \
+                        "could not connect to {target}: {e}; check that the instance runs and that the \
                          agent reaches it (from outside the cluster: --registry-database {}=postgresql://host:port)",
-                        self.cluster
+                        target.cluster
                     )));
                 }
             }
         }
     }
 
-    async fn read(&self, step: &mut Step<'_>) -> Result<pb::DatabaseInventory> {
-        let mut client = self.connect(step).await?;
+    async fn read(&self, step: &mut Step<'_>, mut client: Client) -> Result<pb::DatabaseInventory> {
         let db = |what: String| {
             let target = self.to_string();
             move |e: tokio_postgres::Error| StepError::State(format!("{what} in {target}: {e}"))
@@ -289,7 +292,9 @@ fn ident(name: &str) -> String {
 /// waited for.
 fn starting(e: &tokio_postgres::Error) -> bool {
     if let Some(code) = e.code() {
-        return *code == tokio_postgres::error::SqlState::CANNOT_CONNECT_NOW;
+        // A restored instance's database appears once its restore is whole.
+        return *code == tokio_postgres::error::SqlState::CANNOT_CONNECT_NOW
+            || *code == tokio_postgres::error::SqlState::INVALID_CATALOG_NAME;
     }
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {

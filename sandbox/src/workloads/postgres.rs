@@ -50,8 +50,19 @@ pub fn installed() -> bool {
     ferry_testkit::pg::find_bindir().is_ok()
 }
 
+/// Where the stand-in keeps PGO's Secrets: the sandbox's own store, or a
+/// real API server (the real tier, `PgoStandIn`).
+pub(super) enum Secrets {
+    Store(Store),
+    Kube(kube::Client),
+}
+
+/// The address Secrets name while their cluster's instance is not running
+/// on this cluster: nothing listens there (the discard port).
+pub(super) const NOT_RUNNING: (&str, u16) = ("127.0.0.1", 9);
+
 pub(super) struct Instances {
-    store: Store,
+    secrets: Secrets,
     volumes: Volumes,
     /// `(namespace, cluster)` → its server.
     servers: Mutex<HashMap<(String, String), Arc<TempPostgres>>>,
@@ -60,9 +71,9 @@ pub(super) struct Instances {
 }
 
 impl Instances {
-    pub(super) fn new(store: Store, volumes: Volumes) -> Self {
+    pub(super) fn new(secrets: Secrets, volumes: Volumes) -> Self {
         Instances {
-            store,
+            secrets,
             volumes,
             servers: Mutex::new(HashMap::new()),
             running: Mutex::new(HashSet::new()),
@@ -174,44 +185,114 @@ impl Instances {
 
     /// The `<cluster>-pguser-*` Secrets name this server, as PGO keeps them.
     async fn point_secrets(&self, ns: &str, cluster: &str, server: &TempPostgres) {
-        let secrets = Gvr::core("secrets");
-        let prefix = format!("{cluster}-pguser-");
-        let listed = match self.store.list(&secrets, Some(ns), None).await {
+        let listed = match self.list_secrets(ns).await {
             Ok(l) => l,
             Err(error) => {
                 tracing::warn!(%error, "PGO stand-in cannot list secrets");
                 return;
             }
         };
+        let prefix = format!("{cluster}-pguser-");
+        for s in listed {
+            if str_at(&s, "/metadata/name").starts_with(&prefix) {
+                self.point(ns, &s, server.host(), server.port()).await;
+            }
+        }
+    }
+
+    /// Points one `<cluster>-pguser-*` Secret at what serves its cluster on
+    /// this cluster — as PGO rewrites a restored Secret to the local
+    /// primary — or at [`NOT_RUNNING`] while nothing does. The real tier's
+    /// watcher calls this for every such Secret it sees.
+    pub(super) async fn repoint(&self, secret: &Value) {
+        let Some(cluster) = secret
+            .pointer("/metadata/labels")
+            .and_then(|l| l.get(CLUSTER_LABEL))
+            .and_then(Value::as_str)
+        else {
+            return;
+        };
+        if !str_at(secret, "/metadata/name").starts_with(&format!("{cluster}-pguser-")) {
+            return;
+        }
+        let ns = str_at(secret, "/metadata/namespace").to_owned();
+        let server = self
+            .servers
+            .lock()
+            .await
+            .get(&(ns.clone(), cluster.to_owned()))
+            .cloned();
+        match server {
+            Some(s) => self.point(&ns, secret, s.host(), s.port()).await,
+            None => self.point(&ns, secret, NOT_RUNNING.0, NOT_RUNNING.1).await,
+        }
+    }
+
+    /// Writes `host`/`port`/`uri` into one Secret unless it has them.
+    async fn point(&self, ns: &str, secret: &Value, host: &str, port: u16) {
+        let name = str_at(secret, "/metadata/name");
         let b64 = base64::engine::general_purpose::STANDARD;
-        let decoded = |s: &Value, k: &str| {
-            s.pointer(&format!("/data/{k}"))
+        let decoded = |k: &str| {
+            secret
+                .pointer(&format!("/data/{k}"))
                 .and_then(Value::as_str)
                 .and_then(|v| b64.decode(v).ok())
                 .map(|v| String::from_utf8_lossy(&v).into_owned())
                 .unwrap_or_default()
         };
-        for s in listed {
-            let name = str_at(&s, "/metadata/name");
-            if !name.starts_with(&prefix) {
-                continue;
-            }
-            let (host, port) = (server.host(), server.port().to_string());
-            let uri = format!(
-                "postgresql://{}:{}@{host}:{port}/{}",
-                decoded(&s, "user"),
-                decoded(&s, "password"),
-                decoded(&s, "dbname")
-            );
-            let patch = json!({"data": {
-                "host": b64.encode(host), "port": b64.encode(&port), "uri": b64.encode(uri),
-            }});
-            if let Err(error) = self
-                .store
-                .patch_merge(&secrets, Some(ns), name, &patch)
+        let port = port.to_string();
+        if decoded("host") == host && decoded("port") == port {
+            return;
+        }
+        let uri = format!(
+            "postgresql://{}:{}@{host}:{port}/{}",
+            decoded("user"),
+            decoded("password"),
+            decoded("dbname")
+        );
+        let patch = json!({"data": {
+            "host": b64.encode(host), "port": b64.encode(&port), "uri": b64.encode(uri),
+        }});
+        let written = match &self.secrets {
+            Secrets::Store(store) => store
+                .patch_merge(&Gvr::core("secrets"), Some(ns), name, &patch)
                 .await
-            {
-                tracing::warn!(%error, secret = name, "PGO stand-in cannot update the secret");
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Secrets::Kube(client) => {
+                kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns)
+                    .patch(
+                        name,
+                        &kube::api::PatchParams::default(),
+                        &kube::api::Patch::Merge(&patch),
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        };
+        if let Err(error) = written {
+            tracing::warn!(%error, secret = name, "PGO stand-in cannot update the secret");
+        }
+    }
+
+    async fn list_secrets(&self, ns: &str) -> Result<Vec<Value>, String> {
+        match &self.secrets {
+            Secrets::Store(store) => store
+                .list(&Gvr::core("secrets"), Some(ns), None)
+                .await
+                .map_err(|e| e.to_string()),
+            Secrets::Kube(client) => {
+                let api =
+                    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns);
+                let list = api
+                    .list(&Default::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                list.items
+                    .into_iter()
+                    .map(|s| serde_json::to_value(s).map_err(|e| e.to_string()))
+                    .collect()
             }
         }
     }
