@@ -264,6 +264,48 @@ pub(crate) fn answer_v1(input: ListObjectsInput, page: Page) -> S3Result<ListObj
 mod tests {
     use super::*;
 
+    /// Pages through a bucket on disk: groups by the delimiter, continues
+    /// after a group without listing its rest again, and stops exactly.
+    #[tokio::test]
+    async fn pages_group_and_continue_as_s3_does() -> anyhow::Result<()> {
+        use super::super::index::ListIndex;
+        let root = tempfile::tempdir()?;
+        for key in ["a", "b/1", "b/2", "c/x/1", "d"] {
+            let path = root.path().join("bkt").join(key);
+            std::fs::create_dir_all(path.parent().unwrap_or(root.path()))?;
+            std::fs::write(path, key)?;
+        }
+        let index = ListIndex::new(root.path().to_path_buf());
+        let list = |q: Query| {
+            index.with_keys("bkt", move |files, keys| {
+                let p = page(files, keys, &q);
+                let objects: Vec<String> = p.objects.into_iter().map(|(k, _)| k).collect();
+                (objects, p.prefixes, p.truncated, p.last)
+            })
+        };
+        let slash = |max_keys, after: Option<&str>| Query {
+            delimiter: Some("/".into()),
+            max_keys,
+            after: after.map(str::to_owned),
+            ..Default::default()
+        };
+        let first = list(slash(2, None)).await?;
+        assert_eq!(
+            first,
+            (vec!["a".into()], vec!["b/".into()], true, Some("b/".into()))
+        );
+        let second = list(slash(2, Some("b/"))).await?;
+        assert_eq!(
+            second,
+            (vec!["d".into()], vec!["c/".into()], false, Some("d".into()))
+        );
+        let flat = list(Query::new(Some("b/"), Some(""), Some(1), None)?).await?;
+        assert_eq!(flat, (vec!["b/1".into()], vec![], true, Some("b/1".into())));
+        let none = list(Query::new(None, None, Some(0), None)?).await?;
+        assert_eq!(none, (vec![], vec![], false, None));
+        Ok(())
+    }
+
     #[test]
     fn url_encoding_keeps_slashes_and_turns_spaces_into_plus() {
         assert_eq!(url_encode("a b/c+d%e/ü"), "a+b/c%2Bd%25e/%C3%BC");
