@@ -558,6 +558,17 @@ async fn objects(run: &mut Run<'_>) -> Result<()> {
         Req::new(http::Method::HEAD, format!("/{b}/copied")),
     )
     .await?;
+    // Some clients send a key's `/` as `%2F`: the same key either way.
+    run.send(
+        "put with an encoded slash",
+        Req::put(format!("/{b}/enc%2Fslash.txt"), "encoded"),
+    )
+    .await?;
+    run.send(
+        "get it with a plain slash",
+        Req::get(format!("/{b}/enc/slash.txt")),
+    )
+    .await?;
     for key in ["../up.txt", "a/../b.txt", "./here.txt"] {
         // `/` encoded: a URL parser would resolve the dot segments otherwise.
         let path = format!("/{b}/{}", enc(key).replace('/', "%2F"));
