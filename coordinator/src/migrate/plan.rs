@@ -354,6 +354,7 @@ mod tests {
             restores,
             [
                 "init",
+                "volumes",
                 "vault",
                 "nexus",
                 "gerrit",
