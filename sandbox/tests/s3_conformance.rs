@@ -558,7 +558,8 @@ async fn objects(run: &mut Run<'_>) -> Result<()> {
         Req::new(http::Method::HEAD, format!("/{b}/copied")),
     )
     .await?;
-    // Some clients send a key's `/` as `%2F`: the same key either way.
+    // A `/` sent as `%2F`, signed over the path as sent: both servers
+    // canonicalise the decoded key and refuse the signature (403).
     run.send(
         "put with an encoded slash",
         Req::put(format!("/{b}/enc%2Fslash.txt"), "encoded"),
