@@ -1,5 +1,6 @@
 //! Output for people (tables) and for scripts (JSON, one object per call).
 use ferry_common::pb;
+use ferry_proto::names::Named;
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,25 +36,6 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-pub fn agent_state(state: i32) -> &'static str {
-    match pb::AgentState::try_from(state) {
-        Ok(pb::AgentState::Connected) => "connected",
-        Ok(pb::AgentState::Disconnected) => "disconnected",
-        Ok(pb::AgentState::Lost) => "lost",
-        _ => "unknown",
-    }
-}
-
-pub fn command_state(state: i32) -> &'static str {
-    match pb::CommandState::try_from(state) {
-        Ok(pb::CommandState::Pending) => "pending",
-        Ok(pb::CommandState::Running) => "running",
-        Ok(pb::CommandState::Succeeded) => "succeeded",
-        Ok(pb::CommandState::Failed) => "failed",
-        _ => "unknown",
-    }
-}
-
 pub fn facts_json(f: Option<&pb::ClusterFacts>) -> Value {
     let f = f.cloned().unwrap_or_default();
     json!({
@@ -65,7 +47,7 @@ pub fn facts_json(f: Option<&pb::ClusterFacts>) -> Value {
 pub fn agent_json(a: &pb::AgentInfo) -> Value {
     json!({
         "cluster_id": a.cluster_id,
-        "state": agent_state(a.state),
+        "state": pb::AgentState::name_of(a.state),
         "agent_version": a.agent_version,
         "facts": facts_json(a.facts.as_ref()),
         "capabilities": a.capabilities,
@@ -109,7 +91,7 @@ pub fn command_json(c: &pb::CommandStatus) -> Value {
     json!({
         "command_id": c.command_id,
         "cluster_id": c.cluster_id,
-        "state": command_state(c.state),
+        "state": pb::CommandState::name_of(c.state),
         "submitted_by": c.submitted_by,
         "submitted_at_unix_ms": c.submitted_at_unix_ms,
         "finished_at_unix_ms": c.finished_at_unix_ms,
@@ -131,15 +113,6 @@ pub fn counts_json(c: &pb::TransferCounts) -> Value {
     })
 }
 
-pub fn transfer_state(state: i32) -> &'static str {
-    match pb::TransferState::try_from(state) {
-        Ok(pb::TransferState::Running) => "running",
-        Ok(pb::TransferState::Succeeded) => "succeeded",
-        Ok(pb::TransferState::Failed) => "failed",
-        _ => "unknown",
-    }
-}
-
 fn set_json(s: &Option<pb::ObjectSet>) -> Value {
     let s = s.clone().unwrap_or_default();
     json!({"cluster_id": s.cluster_id, "store": s.store, "prefix": s.prefix})
@@ -148,7 +121,7 @@ fn set_json(s: &Option<pb::ObjectSet>) -> Value {
 pub fn transfer_json(t: &pb::TransferStatus) -> Value {
     json!({
         "transfer_id": t.transfer_id,
-        "state": transfer_state(t.state),
+        "state": pb::TransferState::name_of(t.state),
         "source": set_json(&t.source),
         "target": set_json(&t.target),
         "counts": counts_json(&t.counts.unwrap_or_default()),

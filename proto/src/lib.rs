@@ -9,32 +9,26 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/ferry.v1.rs"));
 }
 
-/// JSON names of the contract's enums, for the records the CLI prints.
+pub mod names;
+
+/// `-o json`'s names of the contract's enums (`names`), for the records the
+/// CLI prints whole.
 pub mod json {
     use serde::Serializer;
 
+    use crate::names::Named;
     use crate::v1::{EventKind, MigrationState, StepState};
 
-    /// `MIGRATION_STATE_RUNNING` → `running`.
-    fn short(full: &str, prefix: &str) -> String {
-        full.strip_prefix(prefix)
-            .unwrap_or(full)
-            .to_ascii_lowercase()
-    }
-
     pub fn migration_state<S: Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
-        let name = MigrationState::try_from(*v).map_or("unknown", |e| e.as_str_name());
-        s.serialize_str(&short(name, "MIGRATION_STATE_"))
+        s.serialize_str(MigrationState::name_of(*v))
     }
 
     pub fn step_state<S: Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
-        let name = StepState::try_from(*v).map_or("unknown", |e| e.as_str_name());
-        s.serialize_str(&short(name, "STEP_STATE_"))
+        s.serialize_str(StepState::name_of(*v))
     }
 
     pub fn event_kind<S: Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
-        let name = EventKind::try_from(*v).map_or("unknown", |e| e.as_str_name());
-        s.serialize_str(&short(name, "EVENT_KIND_"))
+        s.serialize_str(EventKind::name_of(*v))
     }
 }
 

@@ -1,5 +1,6 @@
 //! `ferry agents`: the fleet as the coordinator sees it.
 use ferry_common::pb;
+use ferry_proto::names::Named;
 use serde_json::json;
 
 use crate::output::{self, OutputFormat};
@@ -58,7 +59,7 @@ pub fn agents_table(agents: &[pb::AgentInfo]) -> String {
             let facts = a.facts.clone().unwrap_or_default();
             vec![
                 a.cluster_id.clone(),
-                output::agent_state(a.state).into(),
+                pb::AgentState::name_of(a.state).into(),
                 facts.platform_version,
                 facts
                     .registries

@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use ferry_common::pb::{self, command_spec::Kind};
 use ferry_common::time::parse_duration;
+use ferry_proto::names::Named;
 
 use crate::client::wait_command;
 use crate::output::{self, OutputFormat};
@@ -84,7 +85,7 @@ fn finish(
             None => println!(
                 "command {} is {}",
                 status.command_id,
-                output::command_state(status.state)
+                pb::CommandState::name_of(status.state)
             ),
         },
     }
@@ -182,7 +183,7 @@ pub async fn command(
                         &[vec![
                             status.command_id.clone(),
                             status.cluster_id.clone(),
-                            output::command_state(status.state).into(),
+                            pb::CommandState::name_of(status.state).into(),
                             status.deliveries.to_string(),
                             status.submitted_by.clone(),
                         ]]

@@ -17,6 +17,7 @@ use ferry_common::pki::{self, PkiPlan};
 use ferry_common::telemetry::{self, TelemetryConfig};
 use ferry_coordinator::CoordinatorConfig;
 use ferry_coordinator::auth::{Role, RoleBinding};
+use ferry_proto::names::Named;
 use ferry_sandbox::cluster::{ClusterOptions, SandboxCluster};
 use ferry_sandbox::fixture::{self, Platform, Seed};
 use serde_json::json;
@@ -206,7 +207,7 @@ pub async fn run(args: DemoArgs, out: OutputFormat) -> anyhow::Result<u8> {
         OutputFormat::Json => output::print_json(&json!({
             "ok": verified,
             "migration": m.migration_id,
-            "state": migrate::state(m.state),
+            "state": pb::MigrationState::name_of(m.state),
             "seconds": started.elapsed().as_secs_f64(),
             "report": serde_json::to_value(m.report.clone().unwrap_or_default())?,
             "steps": serde_json::to_value(&m.steps)?,

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 use ferry_common::pb::{self, LoadState, load_event::Event, loads_client::LoadsClient};
+use ferry_proto::names::Named;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
@@ -192,7 +193,7 @@ pub async fn run(client: &ClientArgs, cmd: LoadCommand, out: OutputFormat) -> an
                             let s = l.spec.clone().unwrap_or_default();
                             vec![
                                 l.load_id.clone(),
-                                state(l.state).into(),
+                                LoadState::name_of(l.state).into(),
                                 s.cluster_id,
                                 s.database,
                                 l.rows.to_string(),
@@ -745,19 +746,6 @@ impl Bar {
     }
 }
 
-pub fn state(s: i32) -> &'static str {
-    match LoadState::try_from(s) {
-        Ok(LoadState::Running) => "running",
-        Ok(LoadState::Loaded) => "loaded",
-        Ok(LoadState::AlreadyLoaded) => "already-loaded",
-        Ok(LoadState::DryRunPassed) => "dry-run-passed",
-        Ok(LoadState::Rejected) => "rejected",
-        Ok(LoadState::Failed) => "failed",
-        Ok(LoadState::Conflict) => "conflict",
-        _ => "unknown",
-    }
-}
-
 /// `file:line: column: value: reason`, leaving out what is not known. The
 /// parts come from the file (its values, its header) and are printed with
 /// their control characters escaped.
@@ -779,7 +767,7 @@ pub fn load_json(l: &pb::LoadStatus) -> Value {
     let s = l.spec.clone().unwrap_or_default();
     json!({
         "load_id": l.load_id,
-        "state": state(l.state),
+        "state": LoadState::name_of(l.state),
         "cluster_id": s.cluster_id,
         "database": s.database,
         "dry_run": s.dry_run,
@@ -804,7 +792,7 @@ fn print(l: &pb::LoadStatus, out: OutputFormat) -> u8 {
             println!(
                 "load {}: {}, {} rows, {}",
                 l.load_id,
-                state(l.state),
+                LoadState::name_of(l.state),
                 l.rows,
                 output::bytes(l.bytes)
             );

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ferry_common::pb::{self, MigrationState as MS, migrations_client::MigrationsClient};
+use ferry_proto::names::Named;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
@@ -247,20 +248,6 @@ fn print_migration(m: &pb::Migration, out: OutputFormat) -> u8 {
     code(m)
 }
 
-fn step_state(s: i32) -> String {
-    pb::StepState::try_from(s)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("STEP_STATE_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-pub fn state(s: i32) -> String {
-    ferry_coordinator::migrate::state_name(s)
-}
-
 pub fn plan_table(p: &pb::MigrationPlan) -> String {
     let steps: Vec<Vec<String>> = p
         .steps
@@ -316,7 +303,7 @@ fn steps_rows(steps: &[pb::Step]) -> Vec<Vec<String>> {
             vec![
                 s.name.clone(),
                 s.cluster_id.clone(),
-                step_state(s.state),
+                pb::StepState::name_of(s.state).into(),
                 duration(s.started_at_unix_ms, s.finished_at_unix_ms),
                 if s.error.is_empty() {
                     s.detail.clone()
@@ -336,7 +323,7 @@ pub fn migration_table(m: &pb::Migration) -> String {
         r.registry,
         r.source_cluster,
         r.target_cluster,
-        state(m.state),
+        MS::name_of(m.state),
         if m.backup_name.is_empty() {
             "(none yet)"
         } else {
@@ -411,7 +398,7 @@ fn list_table(all: &[pb::Migration]) -> String {
                 m.migration_id.clone(),
                 r.registry,
                 format!("{} → {}", r.source_cluster, r.target_cluster),
-                state(m.state),
+                MS::name_of(m.state).into(),
                 current,
             ]
         })

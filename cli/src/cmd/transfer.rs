@@ -4,6 +4,7 @@ use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
 use ferry_common::pb::{self, transfers_client::TransfersClient};
+use ferry_proto::names::Named;
 use futures::StreamExt;
 
 use crate::output::{self, OutputFormat};
@@ -138,7 +139,7 @@ pub fn progress_line(t: &pb::TransferStatus) -> String {
     format!(
         "transfer {} {}: {}/{} objects, {} / {} ({pct:.0}%), {}/s, ETA {}s",
         t.transfer_id,
-        output::transfer_state(t.state),
+        pb::TransferState::name_of(t.state),
         c.objects_moved + c.objects_skipped,
         c.objects_total,
         output::bytes(done),

@@ -17,6 +17,7 @@ use ferry_common::pb::{
 };
 use ferry_common::telemetry;
 use ferry_common::time::unix_ms;
+use ferry_proto::names::Named;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -295,7 +296,7 @@ impl Engine {
             if m.state != MS::Running as i32 && m.state != MS::Staged as i32 {
                 return Err(Error::Precondition(format!(
                     "migration {id} is {}; only a running or staged migration can be cancelled (use rollback to undo a finished one)",
-                    state_name(m.state)
+                    MS::name_of(m.state)
                 )));
             }
             m.state = MS::Cancelling as i32;
@@ -323,7 +324,7 @@ impl Engine {
                 _ => {
                     return Err(Error::Precondition(format!(
                         "migration {id} is {}; cancel a running migration instead (it rolls back)",
-                        state_name(m.state)
+                        MS::name_of(m.state)
                     )));
                 }
             }
@@ -349,7 +350,7 @@ impl Engine {
             if m.state != MS::Failed as i32 {
                 return Err(Error::Precondition(format!(
                     "migration {id} is {}; only a failed migration can be retried",
-                    state_name(m.state)
+                    MS::name_of(m.state)
                 )));
             }
             let rolling_back = !m.rollback.is_empty();
@@ -487,7 +488,7 @@ fn held(m: &pb::Migration, id: &str, what: &str) -> Result<()> {
     };
     Err(Error::Precondition(format!(
         "migration {id} is {}; only a staged migration can be {what}, and {how}",
-        state_name(m.state)
+        MS::name_of(m.state)
     )))
 }
 
@@ -496,16 +497,6 @@ fn request(m: &pb::Migration) -> &pb::MigrationRequest {
     m.request
         .as_ref()
         .unwrap_or_else(|| EMPTY.get_or_init(Default::default))
-}
-
-pub fn state_name(state: i32) -> String {
-    MS::try_from(state)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("MIGRATION_STATE_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn check_request(r: &pb::MigrationRequest) -> Result<()> {
@@ -683,7 +674,7 @@ impl Inner {
                     tracing::error!(migration = %id, error = %e, "cannot record the end of a migration");
                 } else {
                     self.audit("coordinator", "finished", &id, message.to_string());
-                    metrics::get().migration_ended(&state_name(end as i32));
+                    metrics::get().migration_ended(end.name());
                 }
                 continue;
             }

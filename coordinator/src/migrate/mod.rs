@@ -7,4 +7,4 @@ mod preflight;
 pub mod verify;
 
 pub use api::MigrationsApi;
-pub use engine::{Engine, is_terminal, state_name};
+pub use engine::{Engine, is_terminal};
