@@ -48,17 +48,8 @@ fn velero_api(client: &kube::Client, kind: &str, plural: &str) -> Api<DynamicObj
 /// Waits until Velero's server has validated the side's location against
 /// its S3 endpoint.
 async fn bsl_validated(side: &Side, client: &kube::Client, since: jiff::Timestamp) -> Result<()> {
-    let bsls = velero_api(client, "BackupStorageLocation", "backupstoragelocations");
-    // Velero writes whole seconds.
-    let since = since - jiff::SignedDuration::from_secs(1);
-    wait_until("the BSL validated Available by Velero", side, || async {
-        let bsl = bsls.get(DEFAULT_BSL).await?;
-        let validated = bsl.data["status"]["lastValidationTime"]
-            .as_str()
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok());
-        Ok(bsl.data["status"]["phase"] == "Available" && validated.is_some_and(|t| t >= since))
-    })
-    .await
+    let velero = &side.velero.as_ref().context("the side's Velero")?.0;
+    ferry_testkit::velero::wait_validated(velero, client, DEFAULT_BSL, since, READY).await
 }
 
 /// Per claim of the registry (as its cluster lists them): (claim, bytes,

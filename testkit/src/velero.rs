@@ -196,3 +196,42 @@ impl RealVelero {
         self.dir.path().join("velero.log")
     }
 }
+
+/// Waits until Velero's server has validated backup storage location
+/// `name` (phase Available, validated at or after `since`, which is taken
+/// a second early: Velero writes whole seconds).
+pub async fn wait_validated(
+    velero: &RealVelero,
+    client: &kube::Client,
+    name: &str,
+    since: jiff::Timestamp,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let bsls: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        NAMESPACE,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("velero.io", "v1", "BackupStorageLocation"),
+            "backupstoragelocations",
+        ),
+    );
+    let since = since - jiff::SignedDuration::from_secs(1);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let bsl = bsls.get(name).await?;
+        let validated = bsl.data["status"]["lastValidationTime"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        if bsl.data["status"]["phase"] == "Available" && validated.is_some_and(|t| t >= since) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "Velero did not validate backup storage location {name} within {timeout:?}: {}\n{}",
+                bsl.data["status"],
+                velero.log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -105,7 +105,7 @@ impl RealStack {
             databases_serving(&client).await?;
         }
         ferry_cli::cmd::sandbox::ensure_buckets(&sandbox, REGISTRY).await?;
-        let since = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1);
+        let since = jiff::Timestamp::now();
         let velero = RealVelero::start(&cluster).await?;
         let node_agent = sandbox.serve_node_agent(client.clone());
         let stack = RealStack {
@@ -118,7 +118,14 @@ impl RealStack {
             _node_agent: node_agent,
             _pgo: pgo,
         };
-        stack.bsl_validated(since).await?;
+        ferry_testkit::velero::wait_validated(
+            &stack.velero,
+            &stack.client,
+            fixture::DEFAULT_BSL,
+            since,
+            READY,
+        )
+        .await?;
         Ok(stack)
     }
 
@@ -132,28 +139,6 @@ impl RealStack {
                 plural,
             ),
         )
-    }
-
-    async fn bsl_validated(&self, since: jiff::Timestamp) -> anyhow::Result<()> {
-        let bsls = self.velero_api("BackupStorageLocation", "backupstoragelocations");
-        let deadline = tokio::time::Instant::now() + READY;
-        loop {
-            let bsl = bsls.get(fixture::DEFAULT_BSL).await?;
-            let validated = bsl.data["status"]["lastValidationTime"]
-                .as_str()
-                .and_then(|t| t.parse::<jiff::Timestamp>().ok());
-            if bsl.data["status"]["phase"] == "Available" && validated.is_some_and(|t| t >= since) {
-                return Ok(());
-            }
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "Velero on {} did not validate its location within {READY:?}: {}\n{}",
-                self.id,
-                bsl.data["status"],
-                self.velero.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
     }
 
     /// Starts this cluster's agent: the real control plane's API, the
