@@ -1,5 +1,7 @@
 //! The `ferry` command line. Each subcommand lives in `cmd/`; they share the
 //! connection to the coordinator (`client`) and the output forms (`output`).
+//! `demo`, `sandbox` and `bench` embed servers and the test harness, and are
+//! built only with the `dev` feature (on by default; see cli/Cargo.toml).
 #![forbid(unsafe_code)]
 
 pub mod client;
@@ -32,8 +34,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole job on an embedded sandbox: coordinator, two clusters, their agents.
+    #[cfg(feature = "dev")]
     Demo(cmd::demo::DemoArgs),
     /// Run one sandbox cluster (Kubernetes API, Velero, S3, Keycloak) standalone.
+    #[cfg(feature = "dev")]
     Sandbox(cmd::sandbox::SandboxArgs),
     /// Make certificates for demos and tests.
     #[command(subcommand)]
@@ -55,6 +59,7 @@ pub enum Command {
     Load(cmd::load::LoadCommand),
     /// Measure throughput and memory (figures for docs/benchmarks.md).
     #[command(subcommand)]
+    #[cfg(feature = "dev")]
     Bench(cmd::bench::BenchCommand),
     /// Inspect a command sent to an agent.
     #[command(subcommand)]
@@ -83,8 +88,10 @@ pub mod exit {
 /// Runs one invocation and maps its outcome to an exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        #[cfg(feature = "dev")]
         Command::Demo(args) => cmd::demo::run(args, cli.output).await,
         Command::Pki(c) => cmd::pki::run(c),
+        #[cfg(feature = "dev")]
         Command::Sandbox(a) => cmd::sandbox::run(a, cli.output).await,
         Command::Agents(a) => cmd::agents::run(&cli.client, a, cli.output).await,
         Command::Describe(a) => cmd::commands::describe(&cli.client, a, cli.output).await,
@@ -93,6 +100,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Transfer(c) => cmd::transfer::run(&cli.client, c, cli.output).await,
         Command::Load(c) => cmd::load::run(&cli.client, c, cli.output).await,
         Command::Migrate(c) => cmd::migrate::run(&cli.client, c, cli.output).await,
+        #[cfg(feature = "dev")]
         Command::Bench(c) => cmd::bench::run(c).await,
     };
     match result {

@@ -1,12 +1,17 @@
 pub mod agents;
+#[cfg(feature = "dev")]
 pub mod bench;
+#[cfg(feature = "dev")]
 pub mod bench_load;
+#[cfg(feature = "dev")]
 pub mod bench_load_platform;
 pub mod commands;
+#[cfg(feature = "dev")]
 pub mod demo;
 pub mod load;
 pub mod load_changelog;
 pub mod migrate;
 pub mod pki;
+#[cfg(feature = "dev")]
 pub mod sandbox;
 pub mod transfer;
