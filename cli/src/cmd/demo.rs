@@ -118,6 +118,12 @@ pub async fn run(args: DemoArgs, out: OutputFormat) -> anyhow::Result<u8> {
         agent.kubeconfig = Some(cluster.kubeconfig().to_path_buf());
         agent.stores = Some(stores);
         agent.state_dir = Some(work.join(format!("agent-{id}")));
+        // Keycloak's own export (here the sandbox's stand-in for `kc.sh
+        // export`) carries the users' password hashes, which its admin API
+        // never returns: officers log in on B with their passwords.
+        let export = work.join(format!("keycloak-export-{id}"));
+        cluster.keycloak().write_export_command(&export)?;
+        agent.keycloak_export_command = Some(export);
         agents.push(tokio::spawn(ferry_agent::run(agent, stop_agents.clone())));
     }
     say("• agents a and b dialling out to the coordinator (the clusters never talk to each other)");
