@@ -24,6 +24,8 @@ pub enum BenchCommand {
     Relay(RelayBench),
     /// Load throughput through Ferry against `psql \copy`.
     Load(crate::cmd::bench_load::LoadBench),
+    /// One coordinator under N simulated agents: memory, CPU, re-registration, command round trip.
+    Fleet(crate::cmd::bench_fleet::FleetBench),
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,6 +81,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<u8> {
     match cmd {
         BenchCommand::Relay(b) => relay(b).await,
         BenchCommand::Load(b) => crate::cmd::bench_load::run(b).await,
+        BenchCommand::Fleet(b) => crate::cmd::bench_fleet::run(b).await,
     }
 }
 

@@ -2,6 +2,8 @@ pub mod agents;
 #[cfg(feature = "dev")]
 pub mod bench;
 #[cfg(feature = "dev")]
+pub mod bench_fleet;
+#[cfg(feature = "dev")]
 pub mod bench_load;
 #[cfg(feature = "dev")]
 pub mod bench_load_platform;
