@@ -10,6 +10,7 @@ use ferry_agent::platform::{self, ProbeOptions};
 use ferry_agent::velero::{self, BackupRequest, Outcome, RestoreRequest};
 use ferry_sandbox::cluster::{ClusterOptions, SandboxCluster};
 use ferry_sandbox::k8s::Store;
+use ferry_testkit::eventually;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -44,22 +45,6 @@ async fn seed(store: &Store, bucket: &str, s3_url: &str) -> Result<()> {
     Ok(())
 }
 
-/// Bounded polling for a condition the controller reaches on its own.
-async fn eventually<F, Fut>(what: &str, mut check: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if check().await? {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("{what} did not happen within {WAIT:?}")
-}
-
 #[tokio::test]
 async fn backup_and_restore_run_by_the_sandbox_velero() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -77,13 +62,15 @@ async fn backup_and_restore_run_by_the_sandbox_velero() -> Result<()> {
         check_keycloak: false,
         ..ProbeOptions::default()
     };
-    eventually("the BSL becoming Available", || async {
+    eventually(WAIT, "the BSL becoming Available", || async {
         let probe = platform::probe(&client, &options).await?;
-        Ok(probe
-            .velero
-            .locations
-            .iter()
-            .any(|l| l.phase.as_deref() == Some("Available")))
+        anyhow::Ok(
+            probe
+                .velero
+                .locations
+                .iter()
+                .any(|l| l.phase.as_deref() == Some("Available")),
+        )
     })
     .await?;
 

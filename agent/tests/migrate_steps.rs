@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use ferry_agent::config::VolumeReader;
 use ferry_common::pb::volume_inventory::Measure;
 use ferry_sandbox::k8s::Gvr;
+use ferry_testkit::eventually;
 use steps::*;
 
 #[tokio::test]
@@ -344,9 +345,9 @@ async fn a_registry_moves_step_by_step_and_rolls_back() -> Result<()> {
             .all(|(_, r, rec)| *r == 1 && rec.is_none())
     );
 
-    eventually("every workload on B ready", || async {
+    eventually(WAIT, "every workload on B ready", || async {
         let inv = inventory(&b).await?;
-        Ok(inv.workloads == 24 && inv.workloads_ready == 24 && inv.not_ready.is_empty())
+        anyhow::Ok(inv.workloads == 24 && inv.workloads_ready == 24 && inv.not_ready.is_empty())
     })
     .await?;
     let target = inventory(&b).await?;
@@ -441,9 +442,9 @@ async fn a_registry_moves_step_by_step_and_rolls_back() -> Result<()> {
             .all(|(_, r, rec)| *r == 1 && rec.is_none())
     );
     assert_eq!(quiesce(&a, true).await?.changed, 0);
-    eventually("every workload on A ready", || async {
+    eventually(WAIT, "every workload on A ready", || async {
         let inv = inventory(&a).await?;
-        Ok(inv.workloads_ready == 24)
+        anyhow::Ok(inv.workloads_ready == 24)
     })
     .await?;
 

@@ -3,35 +3,18 @@
 //! object there and restores the same items, volume data included.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use ferry_sandbox::cluster::{ClusterOptions, SandboxCluster};
 use ferry_sandbox::fixture::{BSL_PREFIX, Seed, seed};
 use ferry_sandbox::k8s::{Gvr, Store};
 use ferry_sandbox::velero::{VELERO_NAMESPACE, backup_keys, restore_keys, tarball_entry_paths};
+use ferry_testkit::eventually;
 use serde_json::{Value, json};
 
 const REG: &str = "abc-01";
-
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
-        }
-        if started.elapsed() > timeout {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 fn backups() -> Gvr {
     Gvr::new("velero.io", "v1", "backups")
@@ -44,8 +27,8 @@ fn restores() -> Gvr {
 /// Waits for the object to reach one of `phases`; returns it.
 async fn wait_phase(store: &Store, gvr: &Gvr, name: &str, phases: &[&str]) -> Result<Value> {
     eventually(
-        &format!("{} {name} to reach {phases:?}", gvr.resource),
         Duration::from_secs(20),
+        &format!("{} {name} to reach {phases:?}", gvr.resource),
         || async {
             let obj = store.get(gvr, Some(VELERO_NAMESPACE), name).await.ok()?;
             let phase = obj.pointer("/status/phase")?.as_str()?.to_owned();

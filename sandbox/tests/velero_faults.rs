@@ -2,34 +2,17 @@
 //! PartiallyFailed, slow phases, a BSL whose bucket stops answering, a
 //! backup naming a storage location that does not exist.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use ferry_sandbox::cluster::{ClusterOptions, SandboxCluster};
 use ferry_sandbox::fixture::{BSL_PREFIX, Seed, seed};
 use ferry_sandbox::k8s::{Gvr, Store};
 use ferry_sandbox::velero::VELERO_NAMESPACE;
+use ferry_testkit::eventually;
 use serde_json::{Value, json};
 
 const REG: &str = "faulty";
-
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
-        }
-        if started.elapsed() > timeout {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 fn gvr(resource: &str) -> Gvr {
     Gvr::new("velero.io", "v1", resource)
@@ -46,8 +29,8 @@ async fn phase_of(store: &Store, resource: &str, name: &str) -> Option<(String, 
 
 async fn wait_phase(store: &Store, resource: &str, name: &str, phases: &[&str]) -> Result<Value> {
     eventually(
-        &format!("{resource} {name} in {phases:?}"),
         Duration::from_secs(20),
+        &format!("{resource} {name} in {phases:?}"),
         || async {
             let (phase, obj) = phase_of(store, resource, name).await?;
             phases.contains(&phase.as_str()).then_some(obj)
@@ -135,7 +118,7 @@ async fn slow_phases_show_progress_in_progress() -> Result<()> {
     backup(&store, "b-slow", json!({"includedNamespaces": [REG]})).await?;
     let seen = wait_phase(&store, "backups", "b-slow", &["InProgress"]).await?;
     assert!(seen["status"]["startTimestamp"].is_string());
-    let partway = eventually("progress partway", Duration::from_secs(10), || async {
+    let partway = eventually(Duration::from_secs(10), "progress partway", || async {
         let (phase, obj) = phase_of(&store, "backups", "b-slow").await?;
         let done = obj.pointer("/status/progress/itemsBackedUp")?.as_u64()?;
         let total = obj.pointer("/status/progress/totalItems")?.as_u64()?;

@@ -1,16 +1,50 @@
 //! Bounded waiting for a condition, instead of sleeps.
 use std::time::Duration;
 
-/// Polls `check` every 50 ms until it yields `Some`, or fails after `timeout`
-/// naming `what` was awaited.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+/// What a check answers: `Option<T>` (`None`: not yet), `bool` (`false`: not
+/// yet), or either inside an `anyhow::Result`, whose error ends the wait at
+/// once (a check that cannot look is a failure, not a "not yet").
+pub trait Check {
+    type Value;
+    fn into_poll(self) -> anyhow::Result<Option<Self::Value>>;
+}
+
+impl<T> Check for Option<T> {
+    type Value = T;
+    fn into_poll(self) -> anyhow::Result<Option<T>> {
+        Ok(self)
+    }
+}
+
+impl Check for bool {
+    type Value = ();
+    fn into_poll(self) -> anyhow::Result<Option<()>> {
+        Ok(self.then_some(()))
+    }
+}
+
+impl<C: Check> Check for anyhow::Result<C> {
+    type Value = C::Value;
+    fn into_poll(self) -> anyhow::Result<Option<C::Value>> {
+        self?.into_poll()
+    }
+}
+
+/// Polls `check` every 50 ms until it answers yes (see [`Check`]), or fails
+/// after `timeout` naming `what` was awaited.
+pub async fn eventually<C, F, Fut>(
+    timeout: Duration,
+    what: &str,
+    mut check: F,
+) -> anyhow::Result<C::Value>
 where
+    C: Check,
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
+    Fut: std::future::Future<Output = C>,
 {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if let Some(v) = check().await {
+        if let Some(v) = check().await.into_poll()? {
             return Ok(v);
         }
         if tokio::time::Instant::now() >= deadline {

@@ -345,21 +345,6 @@ pub async fn copy(
     Ok(objects.len())
 }
 
-pub async fn eventually<F, Fut>(what: &str, mut check: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if check().await? {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("{what} did not happen within {WAIT:?}")
-}
-
 /// Workloads of the registry: name → (spec.replicas, recorded annotation).
 pub async fn workloads(side: &Side) -> Result<Vec<(String, i64, Option<String>)>> {
     let client = client(side).await?;
