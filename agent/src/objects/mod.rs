@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use object_store::ObjectStore;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::memory::InMemory;
 use object_store::multipart::MultipartStore;
+use object_store::{Certificate, ClientOptions, ObjectStore};
 use serde::Deserialize;
 
 pub use key::{KeyError, check_key, join};
@@ -28,6 +28,12 @@ pub enum ObjectsError {
         store: String,
         prefix: String,
         allowed: String,
+    },
+    #[error("store {store:?}: cannot use the CA certificates in {path}: {message}")]
+    CaCert {
+        store: String,
+        path: PathBuf,
+        message: String,
     },
     #[error("store {store:?}: {source}")]
     Open {
@@ -72,6 +78,10 @@ pub struct S3Spec {
     pub secret_access_key: String,
     #[serde(default)]
     pub allow_http: bool,
+    /// A PEM file of CA certificates to trust for an `https://` endpoint
+    /// besides the system's roots (a cluster's own CA, the relay bench's).
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
     /// Sign each request's body with SHA-256 for S3 to check. Off by
     /// default: the relay already checks every chunk with SHA-256 end to end,
     /// and hashing every body twice more (client and server) costs a
@@ -183,6 +193,9 @@ fn open(name: &str, backend: &Backend) -> Result<OpenStore, ObjectsError> {
             if let Some(endpoint) = &s3.endpoint {
                 b = b.with_endpoint(endpoint);
             }
+            if let Some(path) = &s3.ca_cert {
+                b = b.with_client_options(ca_options(name, path)?);
+            }
             let s3: Arc<AmazonS3> = Arc::new(b.build().map_err(|source| ObjectsError::Open {
                 store: name.to_string(),
                 source,
@@ -200,6 +213,23 @@ fn open(name: &str, backend: &Backend) -> Result<OpenStore, ObjectsError> {
             })
         }
     }
+}
+
+/// Client options that trust the CA certificates in `path` as well.
+fn ca_options(store: &str, path: &Path) -> Result<ClientOptions, ObjectsError> {
+    let err = |message: String| ObjectsError::CaCert {
+        store: store.to_string(),
+        path: path.to_owned(),
+        message,
+    };
+    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let certs = Certificate::from_pem_bundle(&pem).map_err(|e| err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(err("no PEM certificate in it".into()));
+    }
+    Ok(certs
+        .into_iter()
+        .fold(ClientOptions::new(), ClientOptions::with_root_certificate))
 }
 
 impl Scoped {
@@ -222,5 +252,44 @@ impl Scoped {
     pub fn list_root(&self) -> Option<object_store::path::Path> {
         let p = self.prefix.trim_end_matches('/');
         (!p.is_empty()).then(|| object_store::path::Path::from(p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ferry_sandbox::s3::{S3Config, S3Server, S3Tls};
+    use object_store::{ObjectStoreExt, PutPayload};
+
+    use super::*;
+
+    /// An `https://` endpoint whose certificate comes from a private CA (a
+    /// cluster's own, the relay bench's) works once `ca_cert` names that CA.
+    #[tokio::test]
+    async fn https_endpoint_trusted_through_ca_cert() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let pki = dir.path().join("pki");
+        ferry_common::pki::init(&pki, &ferry_common::pki::PkiPlan::default())?;
+        let ca = pki.join("ca.pem");
+        let mut config = S3Config::new(dir.path().join("s3"), "access", "secret-0123456789");
+        config.tls = Some(S3Tls::issued_by(&ca, &pki.join("ca-key.pem"))?);
+        let s3 = S3Server::start_with(config).await?;
+        assert!(s3.endpoint().starts_with("https://"), "{}", s3.endpoint());
+        s3.create_bucket("bkt").await?;
+        let stores: StoresConfig = serde_json::from_value(serde_json::json!({"stores": {"obc": {
+            "s3": {"endpoint": s3.endpoint(), "bucket": "bkt", "access_key_id": "access",
+                   "secret_access_key": "secret-0123456789", "ca_cert": ca},
+            "prefixes": ["data"]
+        }}}))?;
+        let scoped = Stores::new(stores).scoped("obc", "data")?;
+        let path = scoped.path("k")?;
+        scoped
+            .open
+            .store
+            .put(&path, PutPayload::from_static(b"over TLS"))
+            .await?;
+        let got = scoped.open.store.get(&path).await?.bytes().await?;
+        assert_eq!(&got[..], b"over TLS");
+        assert_eq!(&s3.get_object("bkt", "data/k").await?[..], b"over TLS");
+        Ok(())
     }
 }

@@ -22,6 +22,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("cannot make {what} for the S3 sandbox's HTTPS: {message}")]
+    Tls { what: String, message: String },
+
     #[error("bucket {bucket:?} does not exist in the S3 sandbox; create it first")]
     NoSuchBucket { bucket: String },
 

@@ -17,4 +17,4 @@ mod server;
 
 pub use error::{Error, Result};
 pub use objects::ObjectInfo;
-pub use server::{DEFAULT_REGION, S3Config, S3Server};
+pub use server::{DEFAULT_REGION, S3Config, S3Server, S3Tls};

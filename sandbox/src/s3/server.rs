@@ -1,5 +1,5 @@
-//! The S3 endpoint's lifecycle: bind on loopback, serve `s3s` over HTTP/1.1,
-//! stop on request.
+//! The S3 endpoint's lifecycle: bind on loopback, serve `s3s` over HTTP/1.1
+//! (or HTTPS, with a certificate from a given CA), stop on request.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,8 +12,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use s3s::auth::SimpleAuth;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s_fs::FileSystem;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::backend::SharedFs;
@@ -37,6 +39,8 @@ pub struct S3Config {
     pub region: String,
     /// Address to listen on; port 0 picks a free one.
     pub bind: SocketAddr,
+    /// Serve HTTPS instead of plain HTTP.
+    pub tls: Option<S3Tls>,
 }
 
 impl S3Config {
@@ -51,7 +55,61 @@ impl S3Config {
             secret_key: secret_key.into(),
             region: DEFAULT_REGION.to_owned(),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: None,
         }
+    }
+}
+
+/// HTTPS for an endpoint: a server certificate for `127.0.0.1` and
+/// `localhost` issued by a CA the clients trust (the bench's own, as a real
+/// cluster's S3 route has one from its CA).
+#[derive(Clone)]
+pub struct S3Tls {
+    config: Arc<rustls::ServerConfig>,
+}
+
+impl S3Tls {
+    /// Issues the certificate with the CA in `ca_cert` and `ca_key` (PEM, as
+    /// `ferry pki init` writes `ca.pem` and `ca-key.pem`).
+    pub fn issued_by(ca_cert: &Path, ca_key: &Path) -> Result<Self> {
+        let what = format!("a server certificate from the CA {}", ca_cert.display());
+        let err = |message: String| Error::Tls {
+            what: what.clone(),
+            message,
+        };
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|e| err(format!("reading {}: {e}", p.display())))
+        };
+        let ca_key = rcgen::KeyPair::from_pem(&read(ca_key)?).map_err(|e| err(e.to_string()))?;
+        let issuer = rcgen::Issuer::from_ca_cert_pem(&read(ca_cert)?, ca_key)
+            .map_err(|e| err(e.to_string()))?;
+        let key = rcgen::KeyPair::generate().map_err(|e| err(e.to_string()))?;
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .map_err(|e| err(e.to_string()))?;
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params
+            .signed_by(&key, &issuer)
+            .map_err(|e| err(e.to_string()))?;
+        let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der())
+            .map_err(|e| err(e.to_string()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| err(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key)
+            .map_err(|e| err(e.to_string()))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            config: Arc::new(config),
+        })
+    }
+}
+
+impl std::fmt::Debug for S3Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Tls").finish_non_exhaustive()
     }
 }
 
@@ -106,11 +164,26 @@ impl S3Server {
             addr: config.bind,
             source,
         })?;
-        let endpoint = format!("http://{addr}");
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let endpoint = format!("{scheme}://{addr}");
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|t| TlsAcceptor::from(t.config.clone()));
 
         let faults = Arc::new(FaultSwitch::default());
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(serve(listener, service, faults.clone(), shutdown.clone()));
+        let task = tokio::spawn(serve(
+            listener,
+            tls,
+            service,
+            faults.clone(),
+            shutdown.clone(),
+        ));
         tracing::info!(%endpoint, root = %config.root.display(), "sandbox S3 endpoint listening");
 
         Ok(Self {
@@ -123,7 +196,8 @@ impl S3Server {
         })
     }
 
-    /// Base URL, e.g. `http://127.0.0.1:41234`; buckets are addressed path-style.
+    /// Base URL, e.g. `http://127.0.0.1:41234` (`https://` with [`S3Tls`]);
+    /// buckets are addressed path-style.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
@@ -197,6 +271,7 @@ impl std::fmt::Debug for S3Server {
 
 async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     service: S3Service,
     faults: Arc<FaultSwitch>,
     shutdown: CancellationToken,
@@ -239,11 +314,22 @@ async fn serve(
                 Ok(resp)
             }
         });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), handler);
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(error) = conn.await {
+            let served = match tls {
+                None => serve_connection(stream, handler, watcher).await,
+                // The handshake runs in the connection's task, so a slow
+                // client never holds up the accept loop.
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => serve_connection(stream, handler, watcher).await,
+                    Err(error) => {
+                        tracing::debug!(%error, "S3 sandbox TLS handshake failed");
+                        return;
+                    }
+                },
+            };
+            if let Err(error) = served {
                 tracing::debug!(%error, "S3 sandbox connection ended with an error");
             }
         });
@@ -255,4 +341,22 @@ async fn serve(
     {
         tracing::warn!("S3 sandbox connections still open after the grace period; dropping them");
     }
+}
+
+async fn serve_connection<S, H>(
+    stream: S,
+    handler: H,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> hyper::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: hyper::service::HttpService<hyper::body::Incoming> + Send,
+    H::Future: Send + 'static,
+    H::ResBody: Send + 'static,
+    <H::ResBody as hyper::body::Body>::Data: Send,
+    <H::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), handler);
+    watcher.watch(conn).await
 }
