@@ -1,10 +1,12 @@
 //! `ferry bench`: figures measured by hand, never asserted by tests.
 //!
 //! `ferry bench relay` relays a generated data set between two sandbox S3
-//! endpoints through a coordinator and two agents (separate processes, mTLS),
-//! then, in the same run, copies the same data directly between the same two
-//! endpoints with `rclone` when it is installed, and prints both rates, their
-//! ratio, the processes' peak RSS, and what a re-run over unchanged data moves.
+//! endpoints (HTTPS from the bench's own CA, as a cluster's S3 route)
+//! through a coordinator and two agents (separate processes, mTLS), then, in
+//! the same run, copies the same data directly between the same two endpoints
+//! with `rclone` when it is installed (TLS on both legs, as on a jumpbox), and
+//! prints both rates, their ratio, each process's CPU per GiB, the processes'
+//! peak RSS, and what a re-run over unchanged data moves.
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +15,7 @@ use anyhow::{Context, bail};
 use ferry_common::pb::{self, transfers_client::TransfersClient};
 use ferry_common::pki::{self, PkiPlan};
 use ferry_common::tls::TlsPaths;
-use ferry_sandbox::s3::S3Server;
+use ferry_sandbox::s3::{S3Config, S3Server, S3Tls};
 use serde_json::json;
 
 use crate::output::bytes;
@@ -56,6 +58,14 @@ pub struct RelayBench {
     /// gets 1).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Serve the S3 endpoints over plain HTTP, for the relay and rclone (the
+    /// bench's setup before issue 17: unlike a jumpbox, no TLS to S3).
+    #[arg(long)]
+    pub s3_http: bool,
+    /// Also copy with rclone over plain HTTP each round (a second pair of
+    /// endpoints over the same directories) and print that ratio too.
+    #[arg(long, conflicts_with = "s3_http")]
+    pub http_baseline: bool,
     /// Keep the work directory here instead of a temporary one.
     #[arg(long)]
     pub workdir: Option<PathBuf>,
@@ -175,11 +185,18 @@ fn spawn_with(
     Ok(Proc(child))
 }
 
-fn stores_file(dir: &Path, name: &str, s3: &S3Server, bucket: &str) -> anyhow::Result<PathBuf> {
+fn stores_file(
+    dir: &Path,
+    name: &str,
+    s3: &S3Server,
+    bucket: &str,
+    ca: Option<&Path>,
+) -> anyhow::Result<PathBuf> {
     let path = dir.join(format!("stores-{name}.json"));
     let body = json!({"stores": {"obc": {
         "s3": {"endpoint": s3.endpoint(), "bucket": bucket, "region": s3.region(),
-               "access_key_id": s3.access_key(), "secret_access_key": s3.secret_key(), "allow_http": true},
+               "access_key_id": s3.access_key(), "secret_access_key": s3.secret_key(),
+               "allow_http": ca.is_none(), "ca_cert": ca},
         "prefixes": ["data"]
     }}});
     std::fs::write(&path, body.to_string())?;
@@ -272,13 +289,42 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
             ..PkiPlan::default()
         },
     )?;
-    let a = S3Server::start(dir.join("s3-a"), "bench-a", "bench-secret-a").await?;
-    let bs3 = S3Server::start(dir.join("s3-b"), "bench-b", "bench-secret-b").await?;
+    // The endpoints' certificate comes from the bench's CA, which the agents
+    // and rclone are told to trust.
+    let ca = pki_dir.join("ca.pem");
+    let tls = if b.s3_http {
+        None
+    } else {
+        Some(S3Tls::issued_by(&ca, &pki_dir.join("ca-key.pem"))?)
+    };
+    let ca = tls.is_some().then_some(ca.as_path());
+    let endpoint = |name: &str, tls: Option<S3Tls>| {
+        let mut c = S3Config::new(
+            dir.join(format!("s3-{name}")),
+            format!("bench-{name}"),
+            format!("bench-secret-{name}"),
+        );
+        c.tls = tls;
+        S3Server::start_with(c)
+    };
+    let a = endpoint("a", tls.clone()).await?;
+    let bs3 = endpoint("b", tls.clone()).await?;
     a.create_bucket("src").await?;
     bs3.create_bucket("dst").await?;
     bs3.create_bucket("dst-rclone").await?;
     println!("generating {} in {} objects…", bytes(b.bytes), b.objects);
     generate(&a, "src", b.bytes, b.objects).await?;
+    // Plain-HTTP endpoints over the same directories, started after the data
+    // exists so their listing indexes see it; rclone writes only a bucket of
+    // its own through them.
+    let plain = if b.http_baseline {
+        let pa = endpoint("a", None).await?;
+        let pb = endpoint("b", None).await?;
+        pb.create_bucket("dst-plain").await?;
+        Some((pa, pb))
+    } else {
+        None
+    };
 
     // Only to measure these settings (docs/benchmarks.md). With a fixed mmap
     // threshold every relay frame is a fresh mmap faulted in page by page.
@@ -308,7 +354,7 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
     )?;
     let mut agents = vec![];
     for (name, s3, bucket) in [("a", &a, "src"), ("b", &bs3, "dst")] {
-        let stores = stores_file(&dir, name, s3, bucket)?;
+        let stores = stores_file(&dir, name, s3, bucket, ca)?;
         agents.push(spawn_with(
             &sibling("ferry-agent")?,
             &[
@@ -385,20 +431,28 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
             .map(|(after, before)| Some((*after)? - (*before)?))
             .collect();
         first.get_or_insert(status);
-        let rclone = match &rclone_bin {
-            None => None,
-            Some(bin) => {
-                empty(&bs3, "dst-rclone").await?;
-                println!("round {round}: copying directly with rclone…");
-                Some(rclone_once(bin, &a, &bs3, parallelism, b.bytes)?)
+        let mut rclone = None;
+        let mut rclone_plain = None;
+        if let Some(bin) = &rclone_bin {
+            empty(&bs3, "dst-rclone").await?;
+            let over = if ca.is_some() { "TLS" } else { "plain HTTP" };
+            println!("round {round}: copying directly with rclone over {over}…");
+            let to = ("dst-rclone", ca);
+            rclone = Some(rclone_once(bin, &a, &bs3, to, parallelism, b.bytes)?);
+            if let Some((pa, pb)) = &plain {
+                empty(pb, "dst-plain").await?;
+                println!("round {round}: copying directly with rclone over plain HTTP…");
+                let to = ("dst-plain", None);
+                rclone_plain = Some(rclone_once(bin, pa, pb, to, parallelism, b.bytes)?);
             }
-        };
+        }
         let r = Round {
             relay: rate(b.bytes, relay_time),
             cpu_relay,
             rclone,
+            rclone_plain,
         };
-        println!("round {round}: {}", r.line());
+        println!("round {round}: {}", r.line(b.bytes));
         rounds.push(r);
     }
     let (again, _) = relay_once(&mut transfers, "bench-again", &b).await?;
@@ -422,34 +476,78 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
             .map(|w| format!("; {w} worker thread(s) per relay process"))
             .unwrap_or_default()
     );
+    let s3 = if ca.is_some() {
+        "HTTPS (the bench's CA)"
+    } else {
+        "plain HTTP"
+    };
+    println!("S3 endpoints: {s3}; relay and rclone use the same ones");
+    let gib = b.bytes as f64 / (1u64 << 30) as f64;
     let relay_rate = median(rounds.iter().map(|r| r.relay));
     println!("relay:  {:.1} MiB/s (median)", mib(relay_rate));
-    if rounds.iter().all(|r| r.rclone.is_some()) {
+    let all = |f: fn(&Round) -> Option<Rclone>| rounds.iter().all(|r| f(r).is_some());
+    let tls_word = if ca.is_some() {
+        "through TLS"
+    } else {
+        "over plain HTTP"
+    };
+    if all(|r| r.rclone) {
         let rclone_rate = median(rounds.iter().filter_map(|r| Some(r.rclone?.rate)));
         println!(
-            "rclone: {:.1} MiB/s (median; direct copy between the same endpoints)",
+            "rclone: {:.1} MiB/s (median; direct copy {tls_word} between the same endpoints)",
             mib(rclone_rate)
         );
         // The median of each round's ratio: both sides of a ratio ran back to back.
         let ratio = median(rounds.iter().filter_map(|r| Some(r.relay / r.rclone?.rate)));
-        println!("ratio: {ratio:.2}");
+        println!("ratio: {ratio:.2} (relay / rclone {tls_word})");
+    }
+    if all(|r| r.rclone_plain) {
+        let plain_rate = median(rounds.iter().filter_map(|r| Some(r.rclone_plain?.rate)));
+        println!(
+            "rclone over plain HTTP: {:.1} MiB/s (median)",
+            mib(plain_rate)
+        );
+        let ratio = median(
+            rounds
+                .iter()
+                .filter_map(|r| Some(r.relay / r.rclone_plain?.rate)),
+        );
+        println!("ratio against plain-HTTP rclone: {ratio:.2}");
     }
     let m = |i: usize| median(rounds.iter().filter_map(|r| r.cpu_relay[i]));
     println!(
-        "cpu relay (median):  S3 endpoints {:.1} s, coordinator {:.1} s, agent a {:.1} s, agent b {:.1} s",
-        m(0),
-        m(1),
-        m(2),
-        m(3)
+        "cpu relay, s per GiB (median):  S3 endpoints {:.2}, coordinator {:.2}, agent a {:.2}, agent b {:.2}; all {:.2}",
+        m(0) / gib,
+        m(1) / gib,
+        m(2) / gib,
+        m(3) / gib,
+        median(
+            rounds
+                .iter()
+                .filter_map(|r| r.cpu_relay.iter().copied().sum::<Option<f64>>())
+        ) / gib
     );
-    if rounds.iter().all(|r| r.rclone.is_some()) {
-        println!(
-            "cpu rclone (median): S3 endpoints {:.1} s, rclone {:.1} s",
-            median(rounds.iter().filter_map(|r| r.rclone?.cpu_s3)),
-            median(rounds.iter().filter_map(|r| r.rclone?.cpu_own))
-        );
+    let (busiest, per_cpu) = median_busiest(&rounds, gib);
+    println!("busiest relay process: {busiest}, {per_cpu:.2} GiB per CPU-second (median)");
+    for (name, pick) in [
+        (
+            "rclone",
+            (|r: &Round| r.rclone) as fn(&Round) -> Option<Rclone>,
+        ),
+        ("rclone over plain HTTP", |r: &Round| r.rclone_plain),
+    ] {
+        if all(pick) {
+            let cpu_s3 = median(rounds.iter().filter_map(|r| pick(r)?.cpu_s3));
+            let cpu_own = median(rounds.iter().filter_map(|r| pick(r)?.cpu_own));
+            println!(
+                "cpu {name}, s per GiB (median): S3 endpoints {:.2}, rclone {:.2}; all {:.2}",
+                cpu_s3 / gib,
+                cpu_own / gib,
+                (cpu_s3 + cpu_own) / gib
+            );
+        }
     }
-    let names = ["coordinator", "agent a", "agent b"];
+    let names = RELAY_PROCS;
     for (name, peak) in names.iter().zip(&peaks) {
         println!("peak RSS {name}: {}", peak.map_or("unknown".into(), bytes));
     }
@@ -471,12 +569,16 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
     Ok(crate::exit::OK)
 }
 
+/// The relay processes, in the order of `Round::cpu_relay` after the endpoints.
+const RELAY_PROCS: [&str; 3] = ["coordinator", "agent a", "agent b"];
+
 /// One round's figures: relay rate, CPU seconds (S3 endpoints, coordinator,
-/// agents), and rclone's.
+/// agents), and rclone's (through the same endpoints, and over plain HTTP).
 struct Round {
     relay: f64,
     cpu_relay: Vec<Option<f64>>,
     rclone: Option<Rclone>,
+    rclone_plain: Option<Rclone>,
 }
 
 /// rclone's rate and the CPU seconds of the S3 endpoints and of rclone.
@@ -488,27 +590,60 @@ struct Rclone {
 }
 
 impl Round {
-    fn line(&self) -> String {
-        let secs = |c: &Option<f64>| c.map_or("?".into(), |c| format!("{c:.1} s"));
+    /// The relay process that spent the most CPU, and the GiB it moved per
+    /// CPU-second.
+    fn busiest(&self, gib: f64) -> Option<(&'static str, f64)> {
+        let (name, cpu) = RELAY_PROCS
+            .iter()
+            .zip(&self.cpu_relay[1..])
+            .filter_map(|(n, c)| Some((*n, (*c)?)))
+            .max_by(|x, y| x.1.total_cmp(&y.1))?;
+        Some((name, gib / cpu))
+    }
+
+    fn line(&self, total: u64) -> String {
+        let gib = total as f64 / (1u64 << 30) as f64;
+        let per_gib = |c: &Option<f64>| c.map_or("?".into(), |c| format!("{:.2}", c / gib));
         let mut line = format!(
-            "relay {:.1} MiB/s (cpu: S3 {}, coordinator {}, agents {} + {})",
+            "relay {:.1} MiB/s (cpu s/GiB: S3 {}, coordinator {}, agents {} + {}",
             mib(self.relay),
-            secs(&self.cpu_relay[0]),
-            secs(&self.cpu_relay[1]),
-            secs(&self.cpu_relay[2]),
-            secs(&self.cpu_relay[3])
+            per_gib(&self.cpu_relay[0]),
+            per_gib(&self.cpu_relay[1]),
+            per_gib(&self.cpu_relay[2]),
+            per_gib(&self.cpu_relay[3])
         );
-        if let Some(r) = &self.rclone {
-            line.push_str(&format!(
-                "; rclone {:.1} MiB/s (cpu: S3 {}, rclone {}); ratio {:.2}",
-                mib(r.rate),
-                secs(&r.cpu_s3),
-                secs(&r.cpu_own),
-                self.relay / r.rate
-            ));
+        if let Some((name, per_cpu)) = self.busiest(gib) {
+            line.push_str(&format!("; busiest {name} {per_cpu:.2} GiB/cpu-s"));
+        }
+        line.push(')');
+        for (what, r) in [
+            ("rclone", &self.rclone),
+            ("plain-HTTP rclone", &self.rclone_plain),
+        ] {
+            if let Some(r) = r {
+                line.push_str(&format!(
+                    "; {what} {:.1} MiB/s (cpu s/GiB: S3 {}, rclone {}); ratio {:.2}",
+                    mib(r.rate),
+                    per_gib(&r.cpu_s3),
+                    per_gib(&r.cpu_own),
+                    self.relay / r.rate
+                ));
+            }
         }
         line
     }
+}
+
+/// The process busiest in most rounds, and the median of the rounds' GiB
+/// per CPU-second of their busiest process.
+fn median_busiest(rounds: &[Round], gib: f64) -> (&'static str, f64) {
+    let busiest: Vec<(&str, f64)> = rounds.iter().filter_map(|r| r.busiest(gib)).collect();
+    let name = RELAY_PROCS
+        .iter()
+        .max_by_key(|n| busiest.iter().filter(|(b, _)| b == *n).count())
+        .copied()
+        .unwrap_or("?");
+    (name, median(busiest.iter().map(|(_, v)| *v)))
 }
 
 fn mib(rate: f64) -> f64 {
@@ -539,13 +674,16 @@ async fn empty(s3: &S3Server, bucket: &str) -> anyhow::Result<()> {
 
 /// rclone's direct copy between the endpoints (the S3 endpoints run in this
 /// process).
+/// `to` is the target bucket and the CA to trust (`None`: plain HTTP).
 fn rclone_once(
     rclone: &Path,
     a: &S3Server,
     b: &S3Server,
+    to: (&str, Option<&Path>),
     parallelism: u32,
     total: u64,
 ) -> anyhow::Result<Rclone> {
+    let (bucket, ca) = to;
     let remote = |p: &str, s3: &S3Server| {
         vec![
             (format!("RCLONE_CONFIG_{p}_TYPE"), "s3".to_string()),
@@ -568,9 +706,15 @@ fn rclone_once(
     };
     let started = Instant::now();
     let cpu_before = (cpu_seconds("self", false), cpu_seconds("self", true));
-    let status = Command::new(rclone)
-        .args(["copy", "SRC:src/data", "DST:dst-rclone/data", "--transfers"])
-        .arg(parallelism.to_string())
+    let mut cmd = Command::new(rclone);
+    cmd.args(["copy", "SRC:src/data"])
+        .arg(format!("DST:{bucket}/data"))
+        .arg("--transfers")
+        .arg(parallelism.to_string());
+    if let Some(ca) = ca {
+        cmd.arg("--ca-cert").arg(ca);
+    }
+    let status = cmd
         .args([
             "--s3-upload-concurrency",
             "4",
@@ -579,6 +723,7 @@ fn rclone_once(
             "1",
         ])
         .envs(remote("SRC", a).into_iter().chain(remote("DST", b)))
+        // rclone 1.60 refuses to start with it set; `--ca-cert` says what to trust.
         .env_remove("AWS_CA_BUNDLE")
         .stdout(Stdio::null())
         .status()
