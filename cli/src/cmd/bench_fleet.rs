@@ -220,11 +220,19 @@ pub async fn measure(b: &FleetBench) -> anyhow::Result<FleetReport> {
     }
     let outcome = async {
         println!("waiting for {} agents to register…", ids.len());
-        fleet
-            .wait_all_since(0, b.timeout)
-            .await
-            .context("the fleet did not register")?;
+        let done = fleet.wait_all_since(0, b.timeout).await;
+        if done < ids.len() {
+            bail!(
+                "only {done}/{} agents registered within {:?}",
+                ids.len(),
+                b.timeout
+            );
+        }
         let first_registration = sim_started.elapsed();
+        println!(
+            "all {done} registered in {:.1} s",
+            first_registration.as_secs_f64()
+        );
         let connected_per_coordinator = connected(&channel).await?;
 
         // Steady heartbeat: let every agent beat at least twice, then sample.
@@ -237,24 +245,37 @@ pub async fn measure(b: &FleetBench) -> anyhow::Result<FleetReport> {
         let secs = t0.elapsed().as_secs_f64();
         let (rss_bytes, peak_rss_bytes) = proc.rss()?;
         let registered = fleet.live.load(Ordering::Relaxed);
+        // Said now: a later phase that fails must not lose these figures.
+        println!(
+            "steady heartbeat: coordinator RSS {:.1} MiB (peak {:.1} MiB), CPU {:.3} cores",
+            rss_bytes as f64 / f64::from(1 << 20),
+            peak_rss_bytes as f64 / f64::from(1 << 20),
+            (cpu1 - cpu0) / secs
+        );
 
         println!("SIGKILL to the coordinator, then starting it again on the same data…");
         let killed_at = sim_started.elapsed();
         proc.kill();
         proc = coordinator.start()?;
         let cpu_restart = proc.cpu().unwrap_or(0.0);
-        fleet
-            .wait_all_since(epoch_ms(killed_at), b.timeout)
-            .await
-            .context("the fleet did not re-register after the restart")?;
+        let since = epoch_ms(killed_at);
+        let done = fleet.wait_all_since(since, b.timeout).await;
         let re_registration = sim_started.elapsed() - killed_at;
+        println!(
+            "{done}/{} registered again {:.1} s after the SIGKILL",
+            ids.len(),
+            re_registration.as_secs_f64()
+        );
         let re_registration_cpu = proc.cpu()? - cpu_restart;
         let channel = client(&url, &admin, Duration::from_secs(30)).await?;
         let re_connected_per_coordinator = connected(&channel).await?;
-        let re_registered = fleet.live.load(Ordering::Relaxed);
+        let re_registered = done;
 
         println!("measuring {} ping round trips…", b.pings);
-        let mut rtts = pings(&channel, &ids, b.pings).await?;
+        // Only to agents with a session now: a ping to one still redialling
+        // would measure the backoff, not the round trip.
+        let targets = fleet.registered_ids(since, &ids);
+        let mut rtts = pings(&channel, &targets, b.pings).await?;
         let pings_ok = rtts.len();
         rtts.sort();
         let (rss_after_restart_bytes, _) = proc.rss()?;
@@ -372,22 +393,32 @@ impl Tally {
             .count()
     }
 
-    async fn wait_all_since(&self, since_ms: u64, timeout: Duration) -> anyhow::Result<()> {
+    /// The ids of the agents registered after `since_ms`.
+    fn registered_ids(&self, since_ms: u64, ids: &[String]) -> Vec<String> {
+        self.last_registered
+            .iter()
+            .zip(ids)
+            .filter(|(t, _)| t.load(Ordering::Relaxed) > since_ms)
+            .map(|(_, id)| id.clone())
+            .collect()
+    }
+
+    /// Waits until every agent registered after `since_ms`, or `timeout`;
+    /// returns how many did.
+    async fn wait_all_since(&self, since_ms: u64, timeout: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut said = Instant::now();
         loop {
             let done = self.registered_since(since_ms);
             if done == self.last_registered.len() {
-                return Ok(());
+                return done;
             }
             if said.elapsed() > Duration::from_secs(5) {
                 println!("  {done}/{} registered", self.last_registered.len());
                 said = Instant::now();
             }
             tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => {
-                    bail!("{done}/{} agents registered within {timeout:?}", self.last_registered.len())
-                }
+                _ = tokio::time::sleep_until(deadline) => return self.registered_since(since_ms),
                 _ = self.changed.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
@@ -546,6 +577,9 @@ fn up(msg: Up) -> pb::AgentMessage {
 /// Sequential pings through the client API to agents spread over the fleet;
 /// returns the round trips of those that succeeded.
 async fn pings(channel: &Channel, ids: &[String], n: usize) -> anyhow::Result<Vec<Duration>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
     let mut fleet = FleetClient::new(channel.clone());
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
