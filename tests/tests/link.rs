@@ -181,7 +181,12 @@ async fn coordinator_killed_and_restarted_loses_nothing_and_repeats_nothing() ->
     .await?;
     coordinator.kill9()?;
     // While the coordinator is down the short command finishes; its result waits.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    eventually(
+        Duration::from_secs(10),
+        "the short command finished",
+        || async { (a.log_count(&["command finished", &short]) == 1).then_some(()) },
+    )
+    .await?;
     let restarted_at = std::time::Instant::now();
     let _coordinator = w.coordinator(ROLES, &[])?;
     w.all_connected(&["a", "b"], Duration::from_secs(15))

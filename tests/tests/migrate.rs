@@ -6,14 +6,17 @@ use std::time::Duration;
 use anyhow::Context;
 use ferry_common::pb;
 use ferry_coordinator::migrate::plan::PHASES;
-use ferry_sandbox::fixture::{BSL_PREFIX, DEFAULT_STORAGE_CLASS, Sizes, StorageClassSpec};
+use ferry_sandbox::fixture::{
+    BSL_PREFIX, DEFAULT_BSL, DEFAULT_STORAGE_CLASS, Sizes, StorageClassSpec,
+};
 use ferry_sandbox::k8s::Gvr;
-use ferry_tests::World;
+use ferry_sandbox::velero::VELERO_NAMESPACE;
 use ferry_tests::migrate_world::{
     REGISTRY, Site, agent, backup_keys, both_agents, bucket_digests, channel, cluster, ended,
     items, migrations, namespace_text, quiesced, realm_users, replicas, request, velero_names,
     wait_until,
 };
+use ferry_tests::{World, eventually};
 
 const MIGRATION_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -466,7 +469,20 @@ async fn failed_preconditions_refuse_by_name_and_change_nothing() -> anyhow::Res
     }
     w.all_connected(&ids, Duration::from_secs(30)).await?;
     // The BSL's validation notices the bucket is gone.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let locations = Gvr::new("velero.io", "v1", "backupstoragelocations");
+    eventually(
+        Duration::from_secs(20),
+        "nobsl's BSL Unavailable",
+        || async {
+            let bsl = nobsl
+                .store()
+                .get(&locations, Some(VELERO_NAMESPACE), DEFAULT_BSL)
+                .await
+                .ok()?;
+            (bsl.pointer("/status/phase")?.as_str()? == "Unavailable").then_some(())
+        },
+    )
+    .await?;
 
     let replicas_a = replicas(&a.store(), REGISTRY).await?;
     for (from, to, check) in [
