@@ -135,12 +135,13 @@ impl Proc {
     }
 }
 
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the ferry binary")?;
     let path = exe.with_file_name(name);
     if !path.exists() {
         bail!(
-            "{} not found next to ferry; build all binaries (cargo build --release --bins)",
+            "{} not found next to ferry; build all binaries (cargo build --release --bins) \
+             or, where the bench has one, name it with a flag (e.g. --coordinator-bin)",
             path.display()
         );
     }

@@ -187,7 +187,7 @@ pub async fn measure(b: &FleetBench) -> anyhow::Result<FleetReport> {
     let coordinator = CoordinatorProc {
         program: match &b.coordinator_bin {
             Some(p) => p.clone(),
-            None => sibling("ferry-coordinator")?,
+            None => super::bench::sibling("ferry-coordinator")?,
         },
         args: vec![
             format!("--listen=127.0.0.1:{port}"),
@@ -650,18 +650,6 @@ async fn client(url: &str, paths: &TlsPaths, wait: Duration) -> anyhow::Result<C
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
-}
-
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the ferry binary")?;
-    let path = exe.with_file_name(name);
-    if !path.exists() {
-        bail!(
-            "{} not found next to ferry; build it (cargo build --bins) or pass --coordinator-bin",
-            path.display()
-        );
-    }
-    Ok(path)
 }
 
 /// How to start the coordinator, the same way each time.
