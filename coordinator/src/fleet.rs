@@ -36,6 +36,10 @@ pub struct Fleet {
     heartbeat: Duration,
     lost_after: Duration,
     sessions: Mutex<HashMap<String, Session>>,
+    /// Every known agent's record, read from the store once (on first use)
+    /// and kept in step with it, so a command or a session change looks one
+    /// agent up instead of decoding every stored record.
+    known: Mutex<Option<HashMap<String, pb::AgentInfo>>>,
     completed: broadcast::Sender<String>,
     /// The last progress each running command reported (live only: a
     /// restarted coordinator learns it again from the next report).
@@ -65,6 +69,7 @@ impl Fleet {
             heartbeat,
             lost_after,
             sessions: Mutex::new(HashMap::new()),
+            known: Mutex::new(None),
             completed,
             progress: Mutex::new(HashMap::new()),
             shutdown,
@@ -72,9 +77,52 @@ impl Fleet {
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        match self.sessions.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
+        lock(&self.sessions)
+    }
+
+    /// Runs `f` over the known agents' records, loading them on first use.
+    fn known<T>(&self, f: impl FnOnce(&mut HashMap<String, pb::AgentInfo>) -> T) -> Result<T> {
+        let mut guard = lock(&self.known);
+        let map = match &mut *guard {
+            Some(map) => map,
+            None => {
+                let loaded = self.store.agents()?;
+                guard.insert(
+                    loaded
+                        .into_iter()
+                        .map(|a| (a.cluster_id.clone(), a))
+                        .collect(),
+                )
+            }
+        };
+        Ok(f(map))
+    }
+
+    /// Writes an agent's record to the store, then to memory.
+    fn put_agent(&self, info: pb::AgentInfo) -> Result<()> {
+        self.store.put_agent(&info)?;
+        self.known(|map| map.insert(info.cluster_id.clone(), info))?;
+        Ok(())
+    }
+
+    /// Fills in what only the live session knows.
+    fn with_live_state(&self, a: &mut pb::AgentInfo, sessions: &HashMap<String, Session>) {
+        match sessions.get(&a.cluster_id) {
+            Some(s) => {
+                a.set_state(if s.last_seen.elapsed() > self.lost_after {
+                    pb::AgentState::Lost
+                } else {
+                    pb::AgentState::Connected
+                });
+                a.last_seen_unix_ms = s.last_seen_unix_ms;
+                a.connected_since_unix_ms = s.connected_since_unix_ms;
+                a.session_id = s.id.clone();
+                a.peer_address = s.peer.to_string();
+            }
+            None => {
+                a.set_state(pb::AgentState::Disconnected);
+                a.session_id.clear();
+            }
         }
     }
 
@@ -92,7 +140,7 @@ impl Fleet {
         let now = unix_ms();
         let info = pb::AgentInfo {
             cluster_id: cluster.clone(),
-            state: pb::AgentState::Connected as i32,
+            state: pb::AgentState::Connected.into(),
             agent_version: register.agent_version.clone(),
             facts: register.facts.clone(),
             capabilities: register.capabilities.clone(),
@@ -101,7 +149,7 @@ impl Fleet {
             session_id: session_id.clone(),
             peer_address: peer.to_string(),
         };
-        self.store.put_agent(&info)?;
+        self.put_agent(info)?;
         let old = self.sessions().insert(
             cluster.clone(),
             Session {
@@ -135,8 +183,8 @@ impl Fleet {
         // Part 2: what we owe the agent. In-flight work is left alone.
         for mut status in self.store.open_commands(&cluster)? {
             if register.in_flight.contains(&status.command_id) {
-                if status.state != pb::CommandState::Running as i32 {
-                    status.state = pb::CommandState::Running as i32;
+                if status.state() != pb::CommandState::Running {
+                    status.set_state(pb::CommandState::Running);
                     self.store.update_command(&status)?;
                 }
             } else {
@@ -166,9 +214,9 @@ impl Fleet {
             s.cancel.cancel();
             if let Ok(Some(mut info)) = self.agent_record(cluster) {
                 info.last_seen_unix_ms = s.last_seen_unix_ms;
-                info.state = pb::AgentState::Disconnected as i32;
+                info.set_state(pb::AgentState::Disconnected);
                 info.session_id.clear();
-                if let Err(e) = self.store.put_agent(&info) {
+                if let Err(e) = self.put_agent(info) {
                     tracing::warn!(%cluster, error = %e, "cannot record agent disconnect");
                 }
             }
@@ -191,11 +239,7 @@ impl Fleet {
     }
 
     fn agent_record(&self, cluster: &str) -> Result<Option<pb::AgentInfo>> {
-        Ok(self
-            .store
-            .agents()?
-            .into_iter()
-            .find(|a| a.cluster_id == cluster))
+        self.known(|map| map.get(cluster).cloned())
     }
 
     /// How long an agent may be silent before it counts as lost.
@@ -206,41 +250,26 @@ impl Fleet {
     /// Whether `cluster`'s agent has a live session now.
     pub fn is_connected(&self, cluster: &str) -> bool {
         self.agent(cluster)
-            .is_ok_and(|a| a.state == pb::AgentState::Connected as i32)
+            .is_ok_and(|a| a.state() == pb::AgentState::Connected)
     }
 
     /// Every known agent with its live state.
     pub fn agents(&self) -> Result<Vec<pb::AgentInfo>> {
-        let mut agents = self.store.agents()?;
+        let mut agents: Vec<pb::AgentInfo> = self.known(|map| map.values().cloned().collect())?;
         let sessions = self.sessions();
         for a in &mut agents {
-            match sessions.get(&a.cluster_id) {
-                Some(s) => {
-                    a.state = if s.last_seen.elapsed() > self.lost_after {
-                        pb::AgentState::Lost
-                    } else {
-                        pb::AgentState::Connected
-                    } as i32;
-                    a.last_seen_unix_ms = s.last_seen_unix_ms;
-                    a.connected_since_unix_ms = s.connected_since_unix_ms;
-                    a.session_id = s.id.clone();
-                    a.peer_address = s.peer.to_string();
-                }
-                None => {
-                    a.state = pb::AgentState::Disconnected as i32;
-                    a.session_id.clear();
-                }
-            }
+            self.with_live_state(a, &sessions);
         }
         agents.sort_by(|x, y| x.cluster_id.cmp(&y.cluster_id));
         Ok(agents)
     }
 
     pub fn agent(&self, cluster: &str) -> Result<pb::AgentInfo> {
-        self.agents()?
-            .into_iter()
-            .find(|a| a.cluster_id == cluster)
-            .ok_or_else(|| Error::UnknownAgent(cluster.to_string()))
+        let mut a = self
+            .agent_record(cluster)?
+            .ok_or_else(|| Error::UnknownAgent(cluster.to_string()))?;
+        self.with_live_state(&mut a, &self.sessions());
+        Ok(a)
     }
 
     pub fn forget(&self, cluster: &str) -> Result<()> {
@@ -250,6 +279,7 @@ impl Fleet {
         if !self.store.delete_agent(cluster)? {
             return Err(Error::UnknownAgent(cluster.to_string()));
         }
+        self.known(|map| map.remove(cluster))?;
         Ok(())
     }
 
@@ -278,7 +308,7 @@ impl Fleet {
             command_id: new_id(),
             cluster_id: cluster.to_string(),
             spec: Some(spec),
-            state: pb::CommandState::Pending as i32,
+            state: pb::CommandState::Pending.into(),
             submitted_by: by.to_string(),
             submitted_at_unix_ms: unix_ms(),
             ..Default::default()
@@ -308,9 +338,9 @@ impl Fleet {
     pub fn accepted(&self, cluster: &str, id: &str) -> Result<()> {
         if let Some(mut status) = self.store.command(id)?
             && status.cluster_id == cluster
-            && status.state == pb::CommandState::Pending as i32
+            && status.state() == pb::CommandState::Pending
         {
-            status.state = pb::CommandState::Running as i32;
+            status.set_state(pb::CommandState::Running);
             self.store.update_command(&status)?;
         }
         Ok(())
@@ -329,10 +359,10 @@ impl Fleet {
         if is_finished(&status) {
             return Ok(());
         }
-        status.state = match &result.outcome {
+        status.set_state(match &result.outcome {
             Some(pb::command_result::Outcome::Output(_)) => pb::CommandState::Succeeded,
             _ => pb::CommandState::Failed,
-        } as i32;
+        });
         status.finished_at_unix_ms = unix_ms();
         status.result = Some(result);
         self.store.update_command(&status)?;
@@ -397,6 +427,13 @@ impl Fleet {
                 _ = done.recv() => {}
             }
         }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
