@@ -1,6 +1,6 @@
 //! What every Ferry process shares: peer identity and mutual TLS, the demo
 //! PKI, telemetry and metrics, the probe endpoint, reconnect backoff, a volume's
-//! digest, and the generated contract.
+//! digest, the names of a migration's steps, and the generated contract.
 #![forbid(unsafe_code)]
 
 pub mod backoff;
@@ -11,6 +11,7 @@ pub mod limits;
 pub mod metrics;
 pub mod pki;
 pub mod signal;
+pub mod step;
 pub mod telemetry;
 pub mod time;
 pub mod tls;
