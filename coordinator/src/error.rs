@@ -30,6 +30,26 @@ pub enum Error {
     Precondition(String),
     #[error("no migration {0}; list them with `ferry migrate list`")]
     UnknownMigration(String),
+    #[error(
+        "state database {target}: {message}; check that PostgreSQL is up and reachable and the credentials are right"
+    )]
+    Database { target: String, message: String },
+    #[error(
+        "state database {target} is at schema version {found}, newer than this coordinator knows ({known}); run a coordinator at least as new as the one that upgraded it"
+    )]
+    SchemaTooNew {
+        target: String,
+        found: i64,
+        known: i64,
+    },
+    #[error(
+        "not the leader; retry: this coordinator's lease (generation {generation}) was taken over (now {}), so its write was refused and it steps down",
+        current.map_or("none".to_string(), |g| format!("generation {g}"))
+    )]
+    Deposed {
+        generation: i64,
+        current: Option<i64>,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -47,10 +67,14 @@ impl From<Error> for tonic::Status {
                 tonic::Status::failed_precondition(message)
             }
             Error::Invalid(_) => tonic::Status::invalid_argument(message),
+            // Clients and agents retry UNAVAILABLE: the leader answers them.
+            Error::Deposed { .. } => tonic::Status::unavailable(message),
             Error::Store { .. }
             | Error::Corrupt { .. }
             | Error::Common(_)
-            | Error::Listen { .. } => tonic::Status::internal(message),
+            | Error::Listen { .. }
+            | Error::Database { .. }
+            | Error::SchemaTooNew { .. } => tonic::Status::internal(message),
         }
     }
 }

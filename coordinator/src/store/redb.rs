@@ -1,6 +1,6 @@
-//! Durable state in an embedded database (redb) under the data directory.
-//! Records are the contract's own messages, prost-encoded, so what is stored
-//! is exactly what the API returns.
+//! The embedded backend: redb under the data directory, one file. Its
+//! tables and their types are unchanged since the first release, so an
+//! existing data directory opens as it was.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use ferry_common::pb;
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::{decode, event_key, is_finished};
 use crate::{Error, Result};
 
 /// command id → `CommandStatus`
@@ -32,13 +33,13 @@ const INVENTORIES: TableDefinition<&str, &[u8]> = TableDefinition::new("migratio
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 
 #[derive(Clone)]
-pub struct Store {
+pub(super) struct RedbStore {
     db: Arc<Database>,
     path: PathBuf,
 }
 
-impl Store {
-    pub fn open(data_dir: &Path) -> Result<Self> {
+impl RedbStore {
+    pub(super) fn open(data_dir: &Path) -> Result<Self> {
         let path = data_dir.join("coordinator.redb");
         std::fs::create_dir_all(data_dir).map_err(|e| Error::Store {
             path: path.clone(),
@@ -94,7 +95,7 @@ impl Store {
     }
 
     /// Stores a new command, remembering the client's request id if it gave one.
-    pub fn insert_command(
+    pub(super) fn insert_command(
         &self,
         status: &pb::CommandStatus,
         request_key: Option<&str>,
@@ -113,7 +114,10 @@ impl Store {
         })
     }
 
-    pub fn command_for_request(&self, request_key: &str) -> Result<Option<pb::CommandStatus>> {
+    pub(super) fn command_for_request(
+        &self,
+        request_key: &str,
+    ) -> Result<Option<pb::CommandStatus>> {
         let id = self.read(|tx| {
             Ok(tx
                 .open_table(REQUESTS)?
@@ -126,12 +130,12 @@ impl Store {
         }
     }
 
-    pub fn command(&self, id: &str) -> Result<Option<pb::CommandStatus>> {
+    pub(super) fn command(&self, id: &str) -> Result<Option<pb::CommandStatus>> {
         self.get_record(COMMANDS, id)
     }
 
     /// Replaces a command's record; finished commands leave the open set.
-    pub fn update_command(&self, status: &pb::CommandStatus) -> Result<()> {
+    pub(super) fn update_command(&self, status: &pb::CommandStatus) -> Result<()> {
         let bytes = status.encode_to_vec();
         let finished = is_finished(status);
         self.write(|tx| {
@@ -146,7 +150,7 @@ impl Store {
     }
 
     /// Commands of a cluster that have not finished, oldest first.
-    pub fn open_commands(&self, cluster: &str) -> Result<Vec<pb::CommandStatus>> {
+    pub(super) fn open_commands(&self, cluster: &str) -> Result<Vec<pb::CommandStatus>> {
         let ids = self.read(|tx| {
             let open = tx.open_table(OPEN_COMMANDS)?;
             let mut ids = vec![];
@@ -168,88 +172,76 @@ impl Store {
         Ok(out)
     }
 
-    pub fn put_agent(&self, info: &pb::AgentInfo) -> Result<()> {
+    pub(super) fn put_agent(&self, info: &pb::AgentInfo) -> Result<()> {
         self.put_record(AGENTS, &info.cluster_id, info)
     }
 
-    pub fn agents(&self) -> Result<Vec<pb::AgentInfo>> {
+    pub(super) fn agents(&self) -> Result<Vec<pb::AgentInfo>> {
         self.all_records(AGENTS)
     }
 
-    pub fn delete_agent(&self, cluster: &str) -> Result<bool> {
+    pub(super) fn delete_agent(&self, cluster: &str) -> Result<bool> {
         self.write(|tx| Ok(tx.open_table(AGENTS)?.remove(cluster)?.is_some()))
     }
 }
 
-impl Store {
-    pub fn put_transfer(&self, t: &pb::TransferStatus) -> Result<()> {
+impl RedbStore {
+    pub(super) fn put_transfer(&self, t: &pb::TransferStatus) -> Result<()> {
         self.put_record(TRANSFERS, &t.transfer_id, t)
     }
 
-    pub fn transfer(&self, id: &str) -> Result<Option<pb::TransferStatus>> {
+    pub(super) fn transfer(&self, id: &str) -> Result<Option<pb::TransferStatus>> {
         self.get_record(TRANSFERS, id)
     }
 
-    pub fn transfers(&self) -> Result<Vec<pb::TransferStatus>> {
+    pub(super) fn transfers(&self) -> Result<Vec<pb::TransferStatus>> {
         self.all_records(TRANSFERS)
     }
 
-    pub fn put_load(&self, l: &pb::LoadStatus) -> Result<()> {
+    pub(super) fn put_load(&self, l: &pb::LoadStatus) -> Result<()> {
         self.put_record(LOADS, &l.load_id, l)
     }
 
-    pub fn load(&self, id: &str) -> Result<Option<pb::LoadStatus>> {
+    pub(super) fn load(&self, id: &str) -> Result<Option<pb::LoadStatus>> {
         self.get_record(LOADS, id)
     }
 
-    pub fn loads(&self) -> Result<Vec<pb::LoadStatus>> {
+    pub(super) fn loads(&self) -> Result<Vec<pb::LoadStatus>> {
         self.all_records(LOADS)
     }
 }
 
-/// Migrations: the record and its event log change together, in one
-/// transaction, so the log never disagrees with the record.
-impl Store {
-    /// Stores `migration` and, when given, appends `event` with the next
-    /// sequence number (written into both). Returns the event as stored.
-    pub fn put_migration(
+impl RedbStore {
+    /// Stores the migration's record and, when given, its next event, in
+    /// one transaction, so the log never disagrees with the record.
+    pub(super) fn put_migration(
         &self,
-        migration: &mut pb::Migration,
-        event: Option<pb::MigrationEvent>,
-    ) -> Result<Option<pb::MigrationEvent>> {
-        let event = event.map(|mut e| {
-            migration.last_seq += 1;
-            e.seq = migration.last_seq;
-            e.migration_id = migration.migration_id.clone();
-            e
-        });
+        migration: &pb::Migration,
+        event: Option<&pb::MigrationEvent>,
+    ) -> Result<()> {
         let record = migration.encode_to_vec();
-        let id = migration.migration_id.clone();
-        let logged = event
-            .as_ref()
-            .map(|e| (event_key(&id, e.seq), e.encode_to_vec()));
+        let id = migration.migration_id.as_str();
+        let logged = event.map(|e| (event_key(id, e.seq), e.encode_to_vec()));
         self.write(|tx| {
-            tx.open_table(MIGRATIONS)?
-                .insert(id.as_str(), record.as_slice())?;
+            tx.open_table(MIGRATIONS)?.insert(id, record.as_slice())?;
             if let Some((key, bytes)) = &logged {
                 tx.open_table(MIGRATION_EVENTS)?
                     .insert(key.as_str(), bytes.as_slice())?;
             }
             Ok(())
-        })?;
-        Ok(event)
+        })
     }
 
-    pub fn migration(&self, id: &str) -> Result<Option<pb::Migration>> {
+    pub(super) fn migration(&self, id: &str) -> Result<Option<pb::Migration>> {
         self.get_record(MIGRATIONS, id)
     }
 
-    pub fn migrations(&self) -> Result<Vec<pb::Migration>> {
+    pub(super) fn migrations(&self) -> Result<Vec<pb::Migration>> {
         self.all_records(MIGRATIONS)
     }
 
     /// The events of a migration with `seq > after`, in order.
-    pub fn migration_events(&self, id: &str, after: u64) -> Result<Vec<pb::MigrationEvent>> {
+    pub(super) fn migration_events(&self, id: &str, after: u64) -> Result<Vec<pb::MigrationEvent>> {
         let (from, to) = (event_key(id, after + 1), event_key(id, u64::MAX));
         let rows = self.read(|tx| {
             let t = tx.open_table(MIGRATION_EVENTS)?;
@@ -263,17 +255,16 @@ impl Store {
         rows.iter().map(|(k, v)| decode(k, v)).collect()
     }
 
-    pub fn put_inventory(&self, id: &str, inventory: &pb::Inventory) -> Result<()> {
+    pub(super) fn put_inventory(&self, id: &str, inventory: &pb::Inventory) -> Result<()> {
         self.put_record(INVENTORIES, id, inventory)
     }
 
-    pub fn inventory(&self, id: &str) -> Result<Option<pb::Inventory>> {
+    pub(super) fn inventory(&self, id: &str) -> Result<Option<pb::Inventory>> {
         self.get_record(INVENTORIES, id)
     }
 
-    /// Appends to the audit log; the entry's `seq` and time are set here.
-    pub fn audit(&self, mut entry: pb::AuditEntry) -> Result<pb::AuditEntry> {
-        entry.at_unix_ms = ferry_common::time::unix_ms();
+    /// Appends to the audit log; the entry's `seq` is set here.
+    pub(super) fn audit(&self, mut entry: pb::AuditEntry) -> Result<pb::AuditEntry> {
         self.write(|tx| {
             let mut t = tx.open_table(AUDIT)?;
             let last = t.last()?.map(|(k, _)| k.value()).unwrap_or(0);
@@ -284,8 +275,7 @@ impl Store {
         Ok(entry)
     }
 
-    /// The audit log, oldest first; only one migration's when `migration` is set.
-    pub fn audit_log(&self, migration: Option<&str>) -> Result<Vec<pb::AuditEntry>> {
+    pub(super) fn audit_log(&self) -> Result<Vec<pb::AuditEntry>> {
         let rows = self.read(|tx| {
             let t = tx.open_table(AUDIT)?;
             let mut rows = vec![];
@@ -295,25 +285,16 @@ impl Store {
             }
             Ok(rows)
         })?;
-        let mut out = vec![];
-        for (seq, bytes) in rows {
-            let e: pb::AuditEntry = decode(&format!("audit/{seq}"), &bytes)?;
-            if migration.is_none_or(|m| e.migration_id == m) {
-                out.push(e);
-            }
-        }
-        Ok(out)
+        rows.iter()
+            .map(|(seq, bytes)| decode(&format!("audit/{seq}"), bytes))
+            .collect()
     }
-}
-
-fn event_key(migration: &str, seq: u64) -> String {
-    format!("{migration}/{seq:020}")
 }
 
 /// A table of prost-encoded records keyed by id.
 type Records = TableDefinition<'static, &'static str, &'static [u8]>;
 
-impl Store {
+impl RedbStore {
     fn put_record<M: Message>(&self, table: Records, key: &str, record: &M) -> Result<()> {
         let bytes = record.encode_to_vec();
         self.write(|tx| {
@@ -339,134 +320,5 @@ impl Store {
             Ok(rows)
         })?;
         rows.iter().map(|(k, v)| decode(k, v)).collect()
-    }
-}
-
-pub fn is_finished(status: &pb::CommandStatus) -> bool {
-    matches!(
-        pb::CommandState::try_from(status.state),
-        Ok(pb::CommandState::Succeeded | pb::CommandState::Failed)
-    )
-}
-
-fn decode<M: Message + Default>(key: &str, bytes: &[u8]) -> Result<M> {
-    M::decode(bytes).map_err(|e| Error::Corrupt {
-        key: key.to_string(),
-        message: e.to_string(),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn command(id: &str, cluster: &str, at: u64) -> pb::CommandStatus {
-        pb::CommandStatus {
-            command_id: id.into(),
-            cluster_id: cluster.into(),
-            state: pb::CommandState::Pending as i32,
-            submitted_at_unix_ms: at,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn commands_survive_reopen_and_leave_the_open_set_when_finished() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        {
-            let store = Store::open(dir.path())?;
-            store.insert_command(&command("c2", "a", 2), Some("admin/r1"))?;
-            store.insert_command(&command("c1", "a", 1), None)?;
-            store.insert_command(&command("c3", "b", 3), None)?;
-        }
-        let store = Store::open(dir.path())?;
-        let open: Vec<_> = store
-            .open_commands("a")?
-            .into_iter()
-            .map(|c| c.command_id)
-            .collect();
-        assert_eq!(open, ["c1", "c2"]);
-        assert_eq!(
-            store.command_for_request("admin/r1")?.map(|c| c.command_id),
-            Some("c2".into())
-        );
-        let mut done = command("c1", "a", 1);
-        done.state = pb::CommandState::Succeeded as i32;
-        store.update_command(&done)?;
-        let open: Vec<_> = store
-            .open_commands("a")?
-            .into_iter()
-            .map(|c| c.command_id)
-            .collect();
-        assert_eq!(open, ["c2"]);
-        assert_eq!(
-            store.command("c1")?.map(|c| c.state),
-            Some(pb::CommandState::Succeeded as i32)
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn migration_events_and_audit_append_in_order_and_survive_reopen() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        {
-            let store = Store::open(dir.path())?;
-            let mut m = pb::Migration {
-                migration_id: "m1".into(),
-                ..Default::default()
-            };
-            for message in ["created", "quiesce started", "quiesce finished"] {
-                let e = pb::MigrationEvent {
-                    message: message.into(),
-                    ..Default::default()
-                };
-                store.put_migration(&mut m, Some(e))?;
-            }
-            // A record written without an event takes no sequence number.
-            store.put_migration(&mut m, None)?;
-            // Another migration's log is its own.
-            let mut other = pb::Migration {
-                migration_id: "m10".into(),
-                ..Default::default()
-            };
-            store.put_migration(&mut other, Some(pb::MigrationEvent::default()))?;
-            for action in ["start", "step-started"] {
-                store.audit(pb::AuditEntry {
-                    action: action.into(),
-                    migration_id: "m1".into(),
-                    ..Default::default()
-                })?;
-            }
-            store.audit(pb::AuditEntry {
-                action: "list".into(),
-                ..Default::default()
-            })?;
-        }
-        let store = Store::open(dir.path())?;
-        assert_eq!(store.migration("m1")?.map(|m| m.last_seq), Some(3));
-        let after_one: Vec<(u64, String)> = store
-            .migration_events("m1", 1)?
-            .into_iter()
-            .map(|e| (e.seq, e.message))
-            .collect();
-        assert_eq!(
-            after_one,
-            [
-                (2, "quiesce started".to_string()),
-                (3, "quiesce finished".to_string())
-            ]
-        );
-        assert_eq!(store.migration_events("m10", 0)?.len(), 1);
-        let audit = store.audit_log(Some("m1"))?;
-        assert_eq!(
-            audit
-                .iter()
-                .map(|e| (e.seq, e.action.as_str()))
-                .collect::<Vec<_>>(),
-            [(1, "start"), (2, "step-started")]
-        );
-        assert!(audit.iter().all(|e| e.at_unix_ms > 0));
-        assert_eq!(store.audit_log(None)?.len(), 3);
-        Ok(())
     }
 }
