@@ -9,6 +9,41 @@ use ferry_common::time::parse_duration;
 use ferry_common::tls::TlsPaths;
 
 use crate::auth::RoleBinding;
+use crate::{Error, Result};
+
+/// `--store`: shown redacted, as it may hold a password.
+#[derive(Clone)]
+pub struct StoreUrl(pub String);
+
+impl std::str::FromStr for StoreUrl {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") || s.contains("host=") {
+            Ok(Self(s.to_string()))
+        } else {
+            Err("expected a PostgreSQL URL, postgres://user@host:port/database".into())
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.parse::<tokio_postgres::Config>() {
+            Ok(c) => f.write_str(&crate::store::redacted(&c)),
+            Err(_) => f.write_str("<unparsable PostgreSQL URL>"),
+        }
+    }
+}
+
+/// A password: never printed.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CoordinatorConfig {
@@ -30,6 +65,23 @@ pub struct CoordinatorConfig {
     /// Directory of the durable state (embedded database).
     #[arg(long, env = "FERRY_DATA_DIR", default_value = "ferry-data")]
     pub data_dir: PathBuf,
+    /// Keep the durable state in PostgreSQL instead, e.g.
+    /// `postgres://ferry@db:5432/ferry`: several replicas share it, one
+    /// leads (docs/ha.md). Unset: the embedded database under --data-dir.
+    #[arg(long = "store", env = "FERRY_STORE")]
+    pub store: Option<StoreUrl>,
+    /// A file holding the PostgreSQL password (e.g. a mounted Secret).
+    #[arg(long, env = "FERRY_STORE_PASSWORD_FILE")]
+    pub store_password_file: Option<PathBuf>,
+    /// The PostgreSQL password, from the environment only (never a flag:
+    /// command lines are visible to every user of the host).
+    #[arg(skip = std::env::var("FERRY_STORE_PASSWORD").ok().map(Secret))]
+    pub store_password: Option<Secret>,
+    /// With PostgreSQL: how long the leader's lease lasts. A standby takes
+    /// over at most this long (plus a third of it) after the leader stops
+    /// renewing; the leader renews every third of it.
+    #[arg(long, env = "FERRY_LEASE", default_value = "15s", value_parser = parse_duration)]
+    pub lease: Duration,
     /// Client roles, `name=viewer|operator|admin`, comma separated or repeated.
     #[arg(long = "role", env = "FERRY_ROLES", value_delimiter = ',')]
     pub roles: Vec<RoleBinding>,
@@ -63,6 +115,36 @@ impl CoordinatorConfig {
         }
     }
 
+    /// The PostgreSQL connection when `--store` names one, with the password
+    /// from the file or the environment when the URL has none.
+    pub fn postgres(&self) -> Result<Option<tokio_postgres::Config>> {
+        let Some(url) = &self.store else {
+            return Ok(None);
+        };
+        let mut pg: tokio_postgres::Config = url.0.parse().map_err(|e| {
+            Error::Invalid(format!(
+                "--store is not a PostgreSQL URL or connection string ({e}); \
+                 expected e.g. postgres://ferry@db:5432/ferry"
+            ))
+        })?;
+        if let Some(file) = &self.store_password_file {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                Error::Invalid(format!(
+                    "cannot read the PostgreSQL password from {}: {e}",
+                    file.display()
+                ))
+            })?;
+            pg.password(text.trim_end_matches(['\r', '\n']));
+        } else if let Some(Secret(password)) = &self.store_password {
+            pg.password(password.as_str());
+        }
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(Duration::from_secs(10));
+        }
+        pg.application_name("ferry-coordinator");
+        Ok(Some(pg))
+    }
+
     /// A configuration for in-process use (demo, tests).
     pub fn for_dirs(pki_dir: PathBuf, data_dir: PathBuf, roles: Vec<RoleBinding>) -> Self {
         Self {
@@ -72,6 +154,10 @@ impl CoordinatorConfig {
             tls_key: None,
             tls_ca: None,
             data_dir,
+            store: None,
+            store_password_file: None,
+            store_password: None,
+            lease: Duration::from_secs(15),
             roles,
             heartbeat: Duration::from_secs(5),
             lost_after: Duration::from_secs(30),

@@ -7,11 +7,13 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod fleet;
+pub mod lease;
 pub mod link;
 pub mod load;
 pub mod metrics;
 pub mod migrate;
 pub mod relay;
+pub mod replica;
 pub mod server;
 pub mod store;
 

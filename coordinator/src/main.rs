@@ -25,11 +25,30 @@ async fn main() -> anyhow::Result<()> {
         otlp_endpoint: cli.config.otlp_endpoint.clone(),
         default_filter: String::new(),
     })?;
-    let running = ferry_coordinator::start(&cli.config).await?;
-    // Tests and scripts read the bound address from this line.
-    println!("listening on {}", running.addr);
-    ferry_common::signal::terminated().await;
-    tracing::info!("shutting down");
-    running.shutdown().await;
-    Ok(())
+    if cli.config.store.is_none() {
+        let running = ferry_coordinator::start(&cli.config).await?;
+        // Tests and scripts read the bound address from this line.
+        println!("listening on {}", running.addr);
+        ferry_common::signal::terminated().await;
+        tracing::info!("shutting down");
+        running.shutdown().await;
+        return Ok(());
+    }
+    let replica = ferry_coordinator::replica::start(&cli.config).await?;
+    println!("listening on {}", replica.addr);
+    tokio::select! {
+        () = ferry_common::signal::terminated() => {
+            tracing::info!("shutting down");
+            replica.shutdown().await;
+            Ok(())
+        }
+        () = replica.deposed() => {
+            // Nothing it would write can land (the store's fence): exit, so
+            // the supervisor starts this replica again as a standby.
+            anyhow::bail!(
+                "deposed: another coordinator replica took the lease over; exiting so that \
+                 this one restarts as a standby"
+            )
+        }
+    }
 }

@@ -14,6 +14,11 @@ use ferry_common::pb::{
 use ferry_common::tls::{ReloadingServerConfig, incoming};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+use tonic::transport::server::Router;
+use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::server::HealthReporter;
 
 use crate::api::FleetApi;
 use crate::auth::Authorizer;
@@ -62,91 +67,23 @@ impl RunningCoordinator {
 }
 
 pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
+    if config.store.is_some() {
+        return Err(Error::Invalid(
+            "a coordinator on PostgreSQL runs as a replica (`replica::start`), not `start`".into(),
+        ));
+    }
     let tls = Arc::new(ReloadingServerConfig::new(config.tls_paths())?);
     let store = Store::open(&config.data_dir)?;
     let shutdown = CancellationToken::new();
-    let relay = Arc::new(RelayHub::new(store.clone()));
-    let fleet = Arc::new(Fleet::new(
-        store.clone(),
-        config.heartbeat,
-        config.lost_after,
-        shutdown.child_token(),
-    ));
-    crate::metrics::observe_sessions(Arc::downgrade(&fleet));
-    // Every refused call is audited: who, what, why.
-    let auth = Arc::new(Authorizer::new(&config.roles).with_audit(store.clone()));
-    let transfers = TransfersApi::new(fleet.clone(), relay.clone(), store.clone(), auth.clone())?;
-    let load_hub = Arc::new(LoadHub::default());
-    let loads = LoadsApi::new(fleet.clone(), load_hub.clone(), store.clone(), auth.clone())?;
-    let engine = Engine::new(
-        store,
-        fleet.clone(),
-        transfers.clone(),
-        shutdown.child_token(),
-    )?;
-    let migrations = MigrationsApi::new(engine, auth.clone());
-
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Listen {
-            addr: config.listen.to_string(),
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| Error::Listen {
-        addr: config.listen.to_string(),
-        source,
-    })?;
-
+    let listener = bind(config).await?;
+    let addr = local_addr(config, &listener)?;
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<AgentLinkServer<LinkService>>().await;
-    health.set_serving::<FleetServer<FleetApi>>().await;
-    health.set_serving::<RelayServer<RelayService>>().await;
-    health.set_serving::<TransfersServer<TransfersApi>>().await;
-    health.set_serving::<LoadsServer<LoadsApi>>().await;
-    health
-        .set_serving::<MigrationsServer<MigrationsApi>>()
-        .await;
-    health
-        .set_serving::<LoadDataServer<LoadDataService>>()
-        .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(ferry_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| Error::Invalid(format!("reflection descriptors: {e}")))?;
-
-    // What each service accepts from a peer: what it needs, no more
-    // (ferry_common::limits). Answers are not capped here (lists grow).
-    use ferry_common::limits::{CONTROL_MESSAGE, LINK_MESSAGE, LOAD_MESSAGE, RELAY_MESSAGE};
-    let relay_service = RelayServer::new(RelayService { hub: relay.clone() })
-        .max_decoding_message_size(RELAY_MESSAGE)
-        .max_encoding_message_size(RELAY_MESSAGE);
-    let router = tonic::transport::Server::builder()
-        // Bulk data: windows large enough to keep a chunk in flight per stream.
-        .initial_stream_window_size(Some(4 * 1024 * 1024))
-        .initial_connection_window_size(Some(16 * 1024 * 1024))
-        .max_frame_size(Some(ferry_common::tls::MAX_H2_FRAME))
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(
-            AgentLinkServer::new(LinkService::new(fleet.clone(), auth.clone()))
-                .max_decoding_message_size(LINK_MESSAGE),
-        )
-        .add_service(
-            FleetServer::new(FleetApi::new(fleet.clone(), auth.clone()))
-                .max_decoding_message_size(CONTROL_MESSAGE),
-        )
-        .add_service(relay_service)
-        .add_service(TransfersServer::new(transfers).max_decoding_message_size(CONTROL_MESSAGE))
-        .add_service(LoadsServer::new(loads).max_decoding_message_size(LOAD_MESSAGE))
-        .add_service(MigrationsServer::new(migrations).max_decoding_message_size(CONTROL_MESSAGE))
-        .add_service(
-            LoadDataServer::new(LoadDataService {
-                hub: load_hub,
-                auth: auth.clone(),
-            })
-            .max_decoding_message_size(CONTROL_MESSAGE)
-            .max_encoding_message_size(LOAD_MESSAGE),
-        );
+    set_health(&health, true).await;
+    let Services {
+        router,
+        fleet,
+        relay,
+    } = services(config, store, &shutdown, health_service)?;
     // Separate from `shutdown`: the endpoint outlives the drain.
     let http_stop = CancellationToken::new();
     let readiness = Readiness::not_ready("starting");
@@ -192,5 +129,135 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
         grace: config.grace,
         readiness,
         http,
+    })
+}
+
+pub(crate) async fn bind(config: &CoordinatorConfig) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: config.listen.to_string(),
+            source,
+        })
+}
+
+pub(crate) fn local_addr(
+    config: &CoordinatorConfig,
+    listener: &tokio::net::TcpListener,
+) -> Result<SocketAddr> {
+    listener.local_addr().map_err(|source| Error::Listen {
+        addr: config.listen.to_string(),
+        source,
+    })
+}
+
+/// Every service's gRPC health, and the server's as a whole (`""`).
+pub(crate) async fn set_health(health: &HealthReporter, serving: bool) {
+    let status = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    for name in SERVICES {
+        health.set_service_status(*name, status).await;
+    }
+    health.set_service_status("", status).await;
+}
+
+/// The gRPC services of the contract this server answers.
+pub(crate) const SERVICES: &[&str] = &[
+    <AgentLinkServer<LinkService> as NamedService>::NAME,
+    <FleetServer<FleetApi> as NamedService>::NAME,
+    <RelayServer<RelayService> as NamedService>::NAME,
+    <TransfersServer<TransfersApi> as NamedService>::NAME,
+    <LoadsServer<LoadsApi> as NamedService>::NAME,
+    <MigrationsServer<MigrationsApi> as NamedService>::NAME,
+    <LoadDataServer<LoadDataService> as NamedService>::NAME,
+];
+
+pub(crate) fn reflection() -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ferry_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Invalid(format!("reflection descriptors: {e}")))
+}
+
+/// What a leading coordinator serves, over its store.
+pub(crate) struct Services {
+    pub router: Router,
+    pub fleet: Arc<Fleet>,
+    pub relay: Arc<RelayHub>,
+}
+
+/// Builds the fleet, relay, loads and the migration engine (which resumes
+/// every migration the store says was in progress) and their router.
+pub(crate) fn services<H: Health>(
+    config: &CoordinatorConfig,
+    store: Store,
+    shutdown: &CancellationToken,
+    health_service: HealthServer<H>,
+) -> Result<Services> {
+    let relay = Arc::new(RelayHub::new(store.clone()));
+    let fleet = Arc::new(Fleet::new(
+        store.clone(),
+        config.heartbeat,
+        config.lost_after,
+        shutdown.child_token(),
+    ));
+    crate::metrics::observe_sessions(Arc::downgrade(&fleet));
+    // Every refused call is audited: who, what, why.
+    let auth = Arc::new(Authorizer::new(&config.roles).with_audit(store.clone()));
+    let transfers = TransfersApi::new(fleet.clone(), relay.clone(), store.clone(), auth.clone())?;
+    let load_hub = Arc::new(LoadHub::default());
+    let loads = LoadsApi::new(fleet.clone(), load_hub.clone(), store.clone(), auth.clone())?;
+    let engine = Engine::new(
+        store,
+        fleet.clone(),
+        transfers.clone(),
+        shutdown.child_token(),
+    )?;
+    let migrations = MigrationsApi::new(engine, auth.clone());
+
+    // What each service accepts from a peer: what it needs, no more
+    // (ferry_common::limits). Answers are not capped here (lists grow).
+    use ferry_common::limits::{CONTROL_MESSAGE, LINK_MESSAGE, LOAD_MESSAGE, RELAY_MESSAGE};
+    let relay_service = RelayServer::new(RelayService { hub: relay.clone() })
+        .max_decoding_message_size(RELAY_MESSAGE)
+        .max_encoding_message_size(RELAY_MESSAGE);
+    let router = tonic::transport::Server::builder()
+        // Bulk data: windows large enough to keep a chunk in flight per stream.
+        .initial_stream_window_size(Some(4 * 1024 * 1024))
+        .initial_connection_window_size(Some(16 * 1024 * 1024))
+        .max_frame_size(Some(ferry_common::tls::MAX_H2_FRAME))
+        .add_service(health_service)
+        .add_service(reflection()?)
+        .add_service(
+            AgentLinkServer::new(LinkService::new(fleet.clone(), auth.clone()))
+                .max_decoding_message_size(LINK_MESSAGE),
+        )
+        .add_service(
+            FleetServer::new(FleetApi::new(fleet.clone(), auth.clone()))
+                .max_decoding_message_size(CONTROL_MESSAGE),
+        )
+        .add_service(relay_service)
+        .add_service(TransfersServer::new(transfers).max_decoding_message_size(CONTROL_MESSAGE))
+        .add_service(LoadsServer::new(loads).max_decoding_message_size(LOAD_MESSAGE))
+        .add_service(MigrationsServer::new(migrations).max_decoding_message_size(CONTROL_MESSAGE))
+        .add_service(
+            LoadDataServer::new(LoadDataService {
+                hub: load_hub,
+                auth: auth.clone(),
+            })
+            .max_decoding_message_size(CONTROL_MESSAGE)
+            .max_encoding_message_size(LOAD_MESSAGE),
+        );
+    Ok(Services {
+        router,
+        fleet,
+        relay,
     })
 }
