@@ -168,3 +168,50 @@ impl CoordinatorConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_store(url: &str) -> CoordinatorConfig {
+        let mut c = CoordinatorConfig::for_dirs("pki".into(), "data".into(), vec![]);
+        c.store = Some(url.parse().expect("a PostgreSQL URL"));
+        c
+    }
+
+    #[test]
+    fn the_store_password_never_shows_in_the_configuration() {
+        let mut c = with_store("postgres://ferry:in-url-pw@db:5432/ferry");
+        c.store_password = Some(Secret("env-pw".into()));
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("in-url-pw") && !shown.contains("env-pw"),
+            "{shown}"
+        );
+        assert!(shown.contains("postgres://ferry@db:5432/ferry"), "{shown}");
+    }
+
+    #[test]
+    fn the_password_file_wins_over_the_environment() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("password");
+        std::fs::write(&file, "from-file\n")?;
+        let mut c = with_store("postgres://ferry@db/ferry");
+        c.store_password = Some(Secret("from-env".into()));
+        let pg = c.postgres()?.ok_or_else(|| anyhow::anyhow!("no store"))?;
+        assert_eq!(pg.get_password(), Some(&b"from-env"[..]));
+        c.store_password_file = Some(file);
+        let pg = c.postgres()?.ok_or_else(|| anyhow::anyhow!("no store"))?;
+        assert_eq!(pg.get_password(), Some(&b"from-file"[..]));
+        assert!(
+            with_store("postgres://ferry@db/ferry")
+                .postgres()?
+                .is_some()
+        );
+        assert!("mysql://db/ferry".parse::<StoreUrl>().is_err());
+        let mut missing = with_store("postgres://ferry@db/ferry");
+        missing.store_password_file = Some(dir.path().join("nothing"));
+        assert!(missing.postgres().is_err());
+        Ok(())
+    }
+}
