@@ -40,7 +40,7 @@ impl Phase {
         Phase::Rest,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Phase::Init => "init",
             Phase::Volumes => "volumes",

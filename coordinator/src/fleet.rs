@@ -21,6 +21,18 @@ use crate::{Error, Result};
 
 pub type Outbound = mpsc::Sender<Result<pb::CoordinatorMessage, Status>>;
 
+/// What the fleet tells waiters as it happens, so none has to look again
+/// at a fixed interval. A receiver that lags reads the store once instead.
+#[derive(Debug, Clone)]
+pub enum FleetEvent {
+    /// A running command's agent reported how far it is.
+    Progress(pb::CommandProgress),
+    /// A command's result was recorded (its id).
+    Finished(String),
+    /// A cluster's agent opened a session (`true`) or its session closed.
+    Session { cluster: String, connected: bool },
+}
+
 struct Session {
     id: String,
     tx: Outbound,
@@ -40,7 +52,7 @@ pub struct Fleet {
     /// and kept in step with it, so a command or a session change looks one
     /// agent up instead of decoding every stored record.
     known: Mutex<Option<HashMap<String, pb::AgentInfo>>>,
-    completed: broadcast::Sender<String>,
+    events: broadcast::Sender<FleetEvent>,
     /// The last progress each running command reported (live only: a
     /// restarted coordinator learns it again from the next report).
     progress: Mutex<HashMap<String, pb::CommandProgress>>,
@@ -63,14 +75,14 @@ impl Fleet {
         lost_after: Duration,
         shutdown: CancellationToken,
     ) -> Self {
-        let (completed, _) = broadcast::channel(1024);
+        let (events, _) = broadcast::channel(4096);
         Self {
             store,
             heartbeat,
             lost_after,
             sessions: Mutex::new(HashMap::new()),
             known: Mutex::new(None),
-            completed,
+            events,
             progress: Mutex::new(HashMap::new()),
             shutdown,
         }
@@ -191,6 +203,10 @@ impl Fleet {
                 self.deliver(&tx, &mut status).await?;
             }
         }
+        let _ = self.events.send(FleetEvent::Session {
+            cluster: cluster.clone(),
+            connected: true,
+        });
         tracing::info!(%cluster, %session_id, %peer, "agent registered");
         crate::metrics::get().session_opened(&cluster);
         Ok(OpenedSession {
@@ -220,6 +236,10 @@ impl Fleet {
                     tracing::warn!(%cluster, error = %e, "cannot record agent disconnect");
                 }
             }
+            let _ = self.events.send(FleetEvent::Session {
+                cluster: cluster.to_string(),
+                connected: false,
+            });
             tracing::info!(%cluster, %session_id, "agent session closed");
         }
     }
@@ -370,8 +390,20 @@ impl Fleet {
             map.remove(&status.command_id);
         }
         tracing::info!(command_id = %status.command_id, %cluster, state = ?status.state(), "command finished");
-        let _ = self.completed.send(status.command_id.clone());
+        let _ = self
+            .events
+            .send(FleetEvent::Finished(status.command_id.clone()));
         Ok(())
+    }
+
+    /// Progress, results and sessions from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<FleetEvent> {
+        self.events.subscribe()
+    }
+
+    /// Ends when the coordinator starts shutting down.
+    pub async fn stopped(&self) {
+        self.shutdown.cancelled().await
     }
 
     /// The coordinator is shutting down: waits end early.
@@ -387,7 +419,9 @@ impl Fleet {
                     Ok(g) => g,
                     Err(poisoned) => poisoned.into_inner(),
                 };
-                map.insert(p.id.clone(), p);
+                map.insert(p.id.clone(), p.clone());
+                drop(map);
+                let _ = self.events.send(FleetEvent::Progress(p));
             }
             _ => {
                 tracing::debug!(%cluster, command_id = %p.id, "progress for no running command of this cluster ignored")
@@ -413,18 +447,25 @@ impl Fleet {
 
     /// The command's status once finished, or as it is when `timeout` ends.
     pub async fn wait(&self, id: &str, timeout: Duration) -> Result<pb::CommandStatus> {
-        let mut done = self.completed.subscribe();
+        let mut events = self.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let status = self.command(id)?;
             if is_finished(&status) {
                 return Ok(status);
             }
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => return Ok(status),
-                _ = self.shutdown.cancelled() => return Ok(status),
-                // Lagged or a different id: look again.
-                _ = done.recv() => {}
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => return Ok(status),
+                    _ = self.shutdown.cancelled() => return Ok(status),
+                    e = events.recv() => match e {
+                        Ok(FleetEvent::Finished(done)) if done == id => break,
+                        Ok(_) => {}
+                        // Missed some: look at the record again.
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => return Ok(status),
+                    },
+                }
             }
         }
     }

@@ -101,19 +101,9 @@ async fn run(
     })
 }
 
+/// The step's name in the coordinator's words (`ferry_common::step`).
 pub(crate) fn step_name(kind: &Kind) -> &'static str {
-    match kind {
-        Kind::Preflight(_) => "preflight",
-        Kind::Quiesce(c) if c.undo => "un-quiesce",
-        Kind::Quiesce(_) => "quiesce",
-        Kind::Backup(_) => "backup",
-        Kind::ExportIdentity(_) => "export identity",
-        Kind::Restore(_) => "restore",
-        Kind::ImportIdentity(_) => "import identity",
-        Kind::Reconfigure(_) => "reconfigure",
-        Kind::Inventory(_) => "inventory",
-        Kind::Cleanup(_) => "cleanup",
-    }
+    ferry_common::step::command_step_name(kind)
 }
 
 /// `what` must not be empty.

@@ -10,7 +10,10 @@ use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use super::engine::{Engine, is_resting};
+use super::engine::Engine;
+use super::lifecycle::is_resting;
+use super::refs::Actor;
+use super::request::MigrationRequest;
 use crate::auth::{Authorizer, Role, actor};
 
 pub struct MigrationsApi {
@@ -30,11 +33,11 @@ impl MigrationsApi {
         needed: Role,
         action: &str,
         migration: &str,
-    ) -> Result<String, Status> {
+    ) -> Result<Actor, Status> {
         match self.auth.check(req, needed) {
-            Ok(name) => Ok(format!("client/{name}")),
+            Ok(name) => Ok(Actor::Client(format!("client/{name}"))),
             Err(status) => {
-                let who = actor(req);
+                let who = Actor::Client(actor(req));
                 tracing::warn!(%who, %action, %migration, reason = %status.message(), "call refused");
                 self.engine.audit(
                     &who,
@@ -67,8 +70,8 @@ fn call_span(name: &'static str, req: &Request<pb::MigrationRequest>) -> tracing
 
 /// A watch ends with the migration's end, or when it holds after a stage copy.
 fn ends_watch(e: &pb::MigrationEvent) -> bool {
-    e.kind == pb::EventKind::Finished as i32
-        || (e.kind == pb::EventKind::State as i32 && e.state == pb::MigrationState::Staged as i32)
+    e.kind() == pb::EventKind::Finished
+        || (e.kind() == pb::EventKind::State && e.state() == pb::MigrationState::Staged)
 }
 
 #[tonic::async_trait]
@@ -79,7 +82,7 @@ impl Migrations for MigrationsApi {
     ) -> Result<Response<pb::MigrationPlan>, Status> {
         let who = self.allow(&req, Role::Viewer, "plan", &req.get_ref().migration_id)?;
         let span = call_span("migration.plan", &req);
-        let r = req.into_inner();
+        let r = MigrationRequest::try_from(req.into_inner())?;
         let plan = self.engine.plan(&r).instrument(span).await?;
         self.engine.audit(
             &who,
@@ -103,11 +106,9 @@ impl Migrations for MigrationsApi {
         let who = self.allow(&req, Role::Operator, "start", &req.get_ref().migration_id)?;
         let trace = telemetry::trace_context_of(req.metadata());
         let span = call_span("migration.start", &req);
+        let r = MigrationRequest::try_from(req.into_inner())?;
         Ok(Response::new(
-            self.engine
-                .start(req.into_inner(), &who, trace)
-                .instrument(span)
-                .await?,
+            self.engine.start(r, &who, trace).instrument(span).await?,
         ))
     }
 
@@ -156,7 +157,7 @@ impl Migrations for MigrationsApi {
                 }
             }
             // Ended or held before we looked, and everything logged is sent.
-            if is_resting(m.state) && m.last_seq <= seen {
+            if is_resting(m.state()) && m.last_seq <= seen {
                 return;
             }
             loop {

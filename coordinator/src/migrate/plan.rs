@@ -1,7 +1,10 @@
 //! What a migration does, as data: its steps in order, the restore phases of
 //! the Platform, the object sets the relay moves, and the names of what the
 //! migration creates. Nothing here talks to anyone.
+use ferry_common::step::{Phase, StepName};
 use ferry_common::{labels, pb};
+
+use super::request::{MigrationRequest, Mode};
 
 /// The backup storage location's prefix inside its bucket (the Platform's
 /// layout: `openshift-backups/backups/<backup>/…`, `openshift-backups/kopia/<ns>/…`).
@@ -25,9 +28,6 @@ pub const REALM_SUFFIXES: [&str; 4] = [
     "external-system",
     "officer-portal",
 ];
-pub const DEFAULT_BACKUP_STORE: &str = "backups";
-pub const DEFAULT_BACKUP_LOCATION: &str = "default";
-
 /// Who runs a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -36,9 +36,17 @@ pub enum Side {
     Coordinator,
 }
 
+/// A step of the plan, before it runs.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub name: StepName,
+    pub side: Side,
+    pub description: String,
+}
+
 /// One restore phase: a Velero Restore with these filters.
 #[derive(Debug, Clone, Copy)]
-pub struct Phase {
+pub struct RestorePhase {
     pub name: &'static str,
     pub excluded: &'static [&'static str],
     /// Values of `app.kubernetes.io/name`; empty: no selector.
@@ -47,164 +55,186 @@ pub struct Phase {
 
 pub const PHASE_LABEL: &str = labels::APP_NAME;
 
+/// The restore phases in the order they run, with their filters.
+pub const PHASES: [RestorePhase; 12] = {
+    let mut out = [filters(Phase::Init); 12];
+    let mut i = 0;
+    while i < Phase::ALL.len() {
+        out[i] = filters(Phase::ALL[i]);
+        i += 1;
+    }
+    out
+};
+
 /// The Platform's restore order (DESIGN §1): everything but workloads first,
 /// then the volumes' data (through the holder pods the backup step ran, so
 /// Velero's file-system restore has pods to restore into), then the
 /// workloads component by component, then everything else.
-pub const PHASES: [Phase; 12] = [
-    Phase {
-        name: "init",
-        excluded: &[
-            "pods",
-            "deployments.apps",
-            "statefulsets.apps",
-            "objectbucketclaims.objectbucket.io",
-            "kafkas.kafka.strimzi.io",
-            "postgresclusters.postgres-operator.crunchydata.com",
-        ],
-        labels: &[],
-    },
-    Phase {
-        name: "volumes",
-        excluded: &[],
-        labels: &[labels::VOLUME_HOLDER_APP],
-    },
-    label_phase("vault", &["vault"]),
-    label_phase("nexus", &["nexus"]),
-    label_phase("gerrit", &["gerrit"]),
-    label_phase("jenkins", &["jenkins"]),
-    label_phase("postgres", &["postgres"]),
-    label_phase("kafka", &["kafka", "zookeeper"]),
-    label_phase("redis", &["redis"]),
-    label_phase("redash", &["redash"]),
-    label_phase("geo-server", &["geo-server"]),
-    Phase {
-        name: "rest",
-        excluded: &["pods", "routes.route.openshift.io"],
-        labels: &[],
-    },
-];
-
-const fn label_phase(name: &'static str, labels: &'static [&'static str]) -> Phase {
-    Phase {
-        name,
-        excluded: &["pods"],
-        labels,
+pub const fn filters(phase: Phase) -> RestorePhase {
+    const fn only(phase: Phase, labels: &'static [&'static str]) -> RestorePhase {
+        RestorePhase {
+            name: phase.name(),
+            excluded: &["pods"],
+            labels,
+        }
+    }
+    match phase {
+        Phase::Init => RestorePhase {
+            name: phase.name(),
+            excluded: &[
+                "pods",
+                "deployments.apps",
+                "statefulsets.apps",
+                "objectbucketclaims.objectbucket.io",
+                "kafkas.kafka.strimzi.io",
+                "postgresclusters.postgres-operator.crunchydata.com",
+            ],
+            labels: &[],
+        },
+        Phase::Volumes => RestorePhase {
+            name: phase.name(),
+            excluded: &[],
+            labels: &[labels::VOLUME_HOLDER_APP],
+        },
+        Phase::Vault => only(phase, &["vault"]),
+        Phase::Nexus => only(phase, &["nexus"]),
+        Phase::Gerrit => only(phase, &["gerrit"]),
+        Phase::Jenkins => only(phase, &["jenkins"]),
+        Phase::Postgres => only(phase, &["postgres"]),
+        Phase::Kafka => only(phase, &["kafka", "zookeeper"]),
+        Phase::Redis => only(phase, &["redis"]),
+        Phase::Redash => only(phase, &["redash"]),
+        Phase::GeoServer => only(phase, &["geo-server"]),
+        Phase::Rest => RestorePhase {
+            name: phase.name(),
+            excluded: &["pods", "routes.route.openshift.io"],
+            labels: &[],
+        },
     }
 }
 
-/// The step a held migration waits at, in state STAGED, for the operator.
-pub const AWAIT_CUTOVER: &str = "await-cutover";
+fn step(name: StepName, side: Side, description: impl Into<String>) -> Planned {
+    Planned {
+        name,
+        side,
+        description: description.into(),
+    }
+}
 
 /// The steps of a migration, in order.
-pub fn steps(request: &pb::MigrationRequest) -> Vec<(String, Side, String)> {
+pub fn steps(request: &MigrationRequest) -> Vec<Planned> {
+    use StepName as S;
     let reg = &request.registry;
-    let mut out: Vec<(String, Side, String)> = vec![(
-        "preflight".into(),
+    let mut out = vec![step(
+        S::Preflight,
         Side::Coordinator,
-        "check both clusters; refuse and change nothing if any check fails".into(),
+        "check both clusters; refuse and change nothing if any check fails",
     )];
-    // Holding after a stage copy needs the stage copy.
-    if request.stage || request.hold {
-        out.push((
-            "stage-backup".into(),
+    if request.mode.stages() {
+        out.push(step(
+            S::StageBackup,
             Side::Source,
             format!("Velero backup of {reg} while it serves"),
         ));
-        out.push((
-            "stage-transfer".into(),
+        out.push(step(
+            S::StageTransfer,
             Side::Coordinator,
-            "relay the stage backup, volume data and buckets to the target".into(),
+            "relay the stage backup, volume data and buckets to the target",
         ));
-        if request.hold {
-            out.push((
-                AWAIT_CUTOVER.into(),
+        if request.mode == Mode::Held {
+            out.push(step(
+                S::AwaitCutover,
                 Side::Coordinator,
-                "hold while the source serves: `ferry migrate stage` copies what changed again, `ferry migrate cutover` goes on".into(),
+                "hold while the source serves: `ferry migrate stage` copies what changed again, `ferry migrate cutover` goes on",
             ));
         }
     }
     out.extend([
-        (
-            "quiesce".into(),
+        step(
+            S::Quiesce,
             Side::Source,
             format!("scale {reg}'s workloads to zero, recording their replicas"),
         ),
-        (
-            "backup".into(),
+        step(
+            S::Backup,
             Side::Source,
             format!("Velero backup {reg}-<time> of namespace {reg}, volumes by file-system backup"),
         ),
-        (
-            "inventory".into(),
+        step(
+            S::Inventory,
             Side::Source,
-            "count the registry's items, hash its buckets, count realm users".into(),
+            "count the registry's items, hash its buckets, count realm users",
         ),
-        (
-            "export-identity".into(),
+        step(
+            S::ExportIdentity,
             Side::Source,
-            "export the four realms and their users from Keycloak".into(),
+            "export the four realms and their users from Keycloak",
         ),
-        (
-            "transfer".into(),
+        step(
+            S::Transfer,
             Side::Coordinator,
-            "relay the backup, its volume data, the nine buckets and the identity export".into(),
+            "relay the backup, its volume data, the nine buckets and the identity export",
         ),
     ]);
-    for phase in PHASES {
-        let what = if phase.labels.is_empty() {
-            format!("everything except {}", phase.excluded.join(", "))
+    for phase in Phase::ALL {
+        let f = filters(phase);
+        let what = if f.labels.is_empty() {
+            format!("everything except {}", f.excluded.join(", "))
         } else {
-            format!("{PHASE_LABEL} in ({})", phase.labels.join(", "))
+            format!("{PHASE_LABEL} in ({})", f.labels.join(", "))
         };
-        out.push((
-            format!("restore-{}", phase.name),
+        out.push(step(
+            S::Restore(phase),
             Side::Target,
-            format!("Velero restore, phase {}: {what}", phase.name),
+            format!("Velero restore, phase {phase}: {what}"),
         ));
     }
     out.extend([
-        (
-            "import-identity".into(),
+        step(
+            S::ImportIdentity,
             Side::Target,
-            "import the realms, then their users (SKIP existing)".into(),
+            "import the realms, then their users (SKIP existing)",
         ),
-        (
-            "reconfigure".into(),
+        step(
+            S::Reconfigure,
             Side::Target,
-            "rewrite the domain, re-point the Nexus allow-list, reset database passwords, restart keycloak-operator, scale workloads back".into(),
+            "rewrite the domain, re-point the Nexus allow-list, reset database passwords, restart keycloak-operator, scale workloads back",
         ),
-        (
-            "verify".into(),
+        step(
+            S::Verify,
             Side::Target,
-            "compare items, buckets and users with the source; every workload ready".into(),
+            "compare items, buckets and users with the source; every workload ready",
         ),
     ]);
     out
 }
 
 /// The steps that undo a migration on both sides.
-pub fn rollback_steps(request: &pb::MigrationRequest) -> Vec<(String, Side, String)> {
+pub fn rollback_steps(request: &MigrationRequest) -> Vec<Planned> {
     vec![
-        (
-            "cleanup-target".into(),
+        step(
+            StepName::CleanupTarget,
             Side::Target,
             format!(
                 "remove namespace {}, its realms, and the objects the migration put on the target",
                 request.registry
             ),
         ),
-        (
-            "unquiesce-source".into(),
+        step(
+            StepName::UnquiesceSource,
             Side::Source,
-            "scale the source's workloads back to their recorded replicas".into(),
+            "scale the source's workloads back to their recorded replicas",
         ),
     ]
 }
 
-pub fn restore_phase(step: &str) -> Option<Phase> {
-    let name = step.strip_prefix("restore-")?;
-    PHASES.iter().copied().find(|p| p.name == name)
+/// The cluster a side names in this request (none for the coordinator).
+pub fn cluster_of(request: &MigrationRequest, side: Side) -> String {
+    match side {
+        Side::Source => request.source_cluster.clone(),
+        Side::Target => request.target_cluster.clone(),
+        Side::Coordinator => String::new(),
+    }
 }
 
 /// `<registry>-<YYYY-MM-DD-HH-MM-SS>` in UTC, as the Platform names backups.
@@ -284,12 +314,12 @@ pub fn leftover_prefixes(registry: &str) -> Vec<String> {
 /// A set of objects the relay syncs: (short name, store, prefix) — the same
 /// store name and prefix on both sides.
 pub fn transfer_sets(
-    request: &pb::MigrationRequest,
+    request: &MigrationRequest,
     backup: &str,
     migration: &str,
     with_identity: bool,
 ) -> Vec<(String, String, String)> {
-    let store = backup_store(request);
+    let store = request.backup_store.clone();
     let mut sets = vec![
         ("backup".to_string(), store.clone(), backup_prefix(backup)),
         (
@@ -305,22 +335,6 @@ pub fn transfer_sets(
         sets.push(("identity".to_string(), store, identity_prefix(migration)));
     }
     sets
-}
-
-pub fn backup_store(request: &pb::MigrationRequest) -> String {
-    if request.backup_store.is_empty() {
-        DEFAULT_BACKUP_STORE.into()
-    } else {
-        request.backup_store.clone()
-    }
-}
-
-pub fn backup_location(request: &pb::MigrationRequest) -> String {
-    if request.backup_location.is_empty() {
-        DEFAULT_BACKUP_LOCATION.into()
-    } else {
-        request.backup_location.clone()
-    }
 }
 
 #[cfg(test)]
@@ -339,13 +353,28 @@ mod tests {
         assert_eq!(backup_name("r", 951_782_400_000), "r-2000-02-29-00-00-00");
     }
 
+    fn request(stage: bool, hold: bool) -> MigrationRequest {
+        MigrationRequest::try_from(pb::MigrationRequest {
+            registry: "r".into(),
+            source_cluster: "a".into(),
+            target_cluster: "b".into(),
+            stage,
+            hold,
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn names(request: &MigrationRequest) -> Vec<String> {
+        steps(request)
+            .into_iter()
+            .map(|s| s.name.to_string())
+            .collect()
+    }
+
     #[test]
     fn restore_phases_keep_the_platform_order() {
-        let request = pb::MigrationRequest {
-            registry: "r".into(),
-            ..Default::default()
-        };
-        let names: Vec<String> = steps(&request).into_iter().map(|s| s.0).collect();
+        let names = names(&request(false, false));
         let restores: Vec<&str> = names
             .iter()
             .filter_map(|n| n.strip_prefix("restore-"))
@@ -374,22 +403,14 @@ mod tests {
         assert!(position("reconfigure") < position("verify"));
         assert_eq!(names.last().map(String::as_str), Some("verify"));
         assert!(!names.iter().any(|n| n.starts_with("stage")));
-        let staged = pb::MigrationRequest {
-            stage: true,
-            ..request.clone()
-        };
-        let names: Vec<String> = steps(&staged).into_iter().map(|s| s.0).collect();
-        assert_eq!(&names[1..3], ["stage-backup", "stage-transfer"]);
-        assert!(!names.iter().any(|n| n == AWAIT_CUTOVER));
+        let staged = super::tests::names(&request(true, false));
+        assert_eq!(&staged[1..3], ["stage-backup", "stage-transfer"]);
+        assert!(!staged.iter().any(|n| n == "await-cutover"));
         // Holding implies the stage copy, and waits right after it.
-        let held = pb::MigrationRequest {
-            hold: true,
-            ..request
-        };
-        let names: Vec<String> = steps(&held).into_iter().map(|s| s.0).collect();
+        let held = super::tests::names(&request(false, true));
         assert_eq!(
-            &names[1..5],
-            ["stage-backup", "stage-transfer", AWAIT_CUTOVER, "quiesce"]
+            &held[1..5],
+            ["stage-backup", "stage-transfer", "await-cutover", "quiesce"]
         );
     }
 }

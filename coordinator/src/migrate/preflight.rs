@@ -2,12 +2,13 @@
 //! checks that compare the two. Nothing here changes anything anywhere.
 use std::time::Duration;
 
-use ferry_common::pb::{self, step_command::Kind as StepKind};
+use ferry_common::pb::{self, step_command::Kind as StepKind, step_output::Kind as StepOut};
 
-use super::engine::SUBMITTER;
+use super::SUBMITTER;
 use super::plan;
+use super::request::MigrationRequest;
+use crate::call;
 use crate::fleet::{Fleet, new_id};
-use crate::store::is_finished;
 
 /// How long an agent may take to answer its preflight.
 const ANSWER_WITHIN: Duration = Duration::from_secs(60);
@@ -47,12 +48,12 @@ fn check(name: &str, cluster: &str, passed: bool, reason: impl Into<String>) -> 
 async fn ask(
     fleet: &Fleet,
     cluster: &str,
-    request: &pb::MigrationRequest,
+    request: &MigrationRequest,
     role: pb::ClusterRole,
 ) -> Result<pb::PreflightReport, pb::Check> {
     let fail = |reason: String| check("agent-answers", cluster, false, reason);
     match fleet.agent(cluster) {
-        Ok(a) if a.state == pb::AgentState::Connected as i32 => {}
+        Ok(a) if a.state() == pb::AgentState::Connected => {}
         Ok(_) => {
             return Err(fail(format!(
                 "the agent of {cluster} is not connected; check it runs and reaches the coordinator (`ferry agents`)"
@@ -64,50 +65,40 @@ async fn ask(
             )));
         }
     }
-    let spec = pb::CommandSpec {
-        kind: Some(pb::command_spec::Kind::Step(pb::StepCommand {
-            migration_id: request.migration_id.clone(),
-            registry: request.registry.clone(),
-            kind: Some(StepKind::Preflight(pb::PreflightStep {
-                role: role as i32,
-                backup_store: plan::backup_store(request),
-                leftover_prefixes: plan::leftover_prefixes(&request.registry),
-                backup_location: plan::backup_location(request),
-            })),
-        })),
-        trace_context: ferry_common::telemetry::current_trace_context(),
-    };
-    let submitted = fleet
-        .submit(cluster, spec, &format!("preflight-{}", new_id()), SUBMITTER)
+    let spec = call::step_spec(
+        &request.migration_id,
+        &request.registry,
+        StepKind::Preflight(pb::PreflightStep {
+            role: role.into(),
+            backup_store: request.backup_store.clone(),
+            leftover_prefixes: plan::leftover_prefixes(&request.registry),
+            backup_location: request.backup_location.clone(),
+        }),
+    );
+    let request_id = format!("preflight-{}", new_id());
+    let what = "the preflight";
+    let sent = call::send(fleet, cluster, spec, &request_id, SUBMITTER, what)
         .await
         .map_err(|e| fail(e.to_string()))?;
-    let status = fleet
-        .wait(&submitted.command_id, ANSWER_WITHIN)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    if !is_finished(&status) {
-        return Err(fail(format!(
-            "the agent of {cluster} did not answer the preflight within {ANSWER_WITHIN:?}"
-        )));
-    }
-    match status.result.and_then(|r| r.outcome) {
-        Some(pb::command_result::Outcome::Output(pb::CommandOutput {
-            kind:
-                Some(pb::command_output::Kind::Step(pb::StepOutput {
-                    kind: Some(pb::step_output::Kind::Preflight(report)),
-                })),
-        })) => Ok(report),
-        Some(pb::command_result::Outcome::Error(e)) => Err(fail(format!(
-            "the agent of {cluster} could not run its checks: {}",
-            e.message
-        ))),
-        _ => Err(fail(format!(
+    match sent.step_output(fleet, Some(ANSWER_WITHIN), |_| {}).await {
+        Ok(StepOut::Preflight(report)) => Ok(report),
+        Ok(_) => Err(fail(format!(
             "the agent of {cluster} gave no preflight report; is it older than the coordinator?"
         ))),
+        Err(call::CallError::Agent { message, .. }) => Err(fail(format!(
+            "the agent of {cluster} could not run its checks: {message}"
+        ))),
+        Err(call::CallError::Protocol { .. }) => Err(fail(format!(
+            "the agent of {cluster} gave no preflight report; is it older than the coordinator?"
+        ))),
+        Err(call::CallError::NoAnswer { .. }) => Err(fail(format!(
+            "the agent of {cluster} did not answer the preflight within {ANSWER_WITHIN:?}"
+        ))),
+        Err(e) => Err(fail(e.to_string())),
     }
 }
 
-pub async fn run(fleet: &Fleet, request: &pb::MigrationRequest) -> Verdict {
+pub async fn run(fleet: &Fleet, request: &MigrationRequest) -> Verdict {
     let (src, tgt) = (&request.source_cluster, &request.target_cluster);
     let mut checks = vec![check(
         "distinct-clusters",

@@ -9,6 +9,7 @@ use std::time::Duration;
 use ferry_common::pb::{self, command_spec::Kind, transfers_server::Transfers};
 use ferry_common::time::unix_ms;
 use futures::Stream;
+use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -32,6 +33,8 @@ struct Inner {
     hub: Arc<RelayHub>,
     store: Store,
     auth: Arc<Authorizer>,
+    /// The id of each transfer whose end was just recorded.
+    ended: broadcast::Sender<String>,
 }
 
 impl TransfersApi {
@@ -47,6 +50,7 @@ impl TransfersApi {
             hub,
             store,
             auth,
+            ended: broadcast::channel(1024).0,
         });
         for t in inner.store.transfers()? {
             if t.state != pb::TransferState::Running as i32 {
@@ -88,6 +92,11 @@ impl TransfersApi {
     /// The stored status with the relay's live figures.
     pub fn status(&self, id: &str) -> crate::Result<pb::TransferStatus> {
         self.inner.status(id)
+    }
+
+    /// The ids of transfers as their ends are recorded.
+    pub fn subscribe_ended(&self) -> broadcast::Receiver<String> {
+        self.inner.ended.subscribe()
     }
 
     /// Ends a running transfer: both sides are told and stop.
@@ -310,6 +319,7 @@ async fn report_lost_agent(inner: Arc<Inner>, t: pb::TransferStatus) {
             if let Err(e) = inner.store.put_transfer(&current) {
                 tracing::error!(transfer = %t.transfer_id, error = %e, "cannot record the lost transfer");
             }
+            let _ = inner.ended.send(t.transfer_id.clone());
             return;
         }
     }
@@ -369,6 +379,7 @@ async fn follow(inner: Arc<Inner>, id: String) {
     if let Err(e) = inner.store.put_transfer(&t) {
         tracing::error!(transfer = %id, error = %e, "cannot record the end of a transfer");
     }
+    let _ = inner.ended.send(id.clone());
     tracing::info!(transfer = %id, state = ?t.state(), "transfer ended");
 }
 
