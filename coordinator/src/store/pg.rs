@@ -321,38 +321,55 @@ impl Worker {
     }
 
     async fn job(&mut self, write: bool, stmts: Vec<Stmt>) -> Result<Vec<Vec<Row>>> {
-        let generation = self.generation;
-        let target = self.target.clone();
         self.client().await?;
         // Prepared once per connection; the statements are a fixed set.
         for s in &stmts {
             if !self.statements.contains_key(s.sql) {
-                let client = self.client().await?;
-                let prepared = client
+                let target = self.target.clone();
+                let prepared = self
+                    .client()
+                    .await?
                     .prepare(s.sql)
                     .await
                     .map_err(|e| pg_error(&target, &format!("preparing `{}`", s.sql), e))?;
                 self.statements.insert(s.sql, prepared);
             }
         }
-        let statements = self.statements.clone();
-        let deposed = self.deposed.clone();
-        let client = self.client().await?;
+        let Worker {
+            client,
+            statements,
+            generation,
+            deposed,
+            target,
+            ..
+        } = self;
+        let client = client.as_mut().ok_or_else(|| Error::Database {
+            target: target.clone(),
+            message: "no connection".into(),
+        })?;
+        // One statement that only reads needs no transaction: one round trip.
+        if !write && let [s] = stmts.as_slice() {
+            let rows = client
+                .query(prepared(statements, target, s)?, &params(s, None))
+                .await
+                .map_err(|e| pg_error(target, &format!("running `{}`", s.sql), e))?;
+            return Ok(vec![rows_values(target, &rows)?]);
+        }
         let tx = client
             .transaction()
             .await
-            .map_err(|e| pg_error(&target, "beginning a transaction", e))?;
-        if write && let Some(mine) = generation {
+            .map_err(|e| pg_error(target, "beginning a transaction", e))?;
+        if write && let Some(mine) = *generation {
             let current: Option<i64> = tx
                 .query_opt(
                     "SELECT generation FROM ferry_leader WHERE id = 1 FOR SHARE",
                     &[],
                 )
                 .await
-                .map_err(|e| pg_error(&target, "checking the lease", e))?
+                .map_err(|e| pg_error(target, "checking the lease", e))?
                 .map(|r| r.try_get(0))
                 .transpose()
-                .map_err(|e| pg_error(&target, "reading the lease", e))?;
+                .map_err(|e| pg_error(target, "reading the lease", e))?;
             if current != Some(mine) {
                 // Dropping `tx` rolls back: nothing of this job lands.
                 deposed.cancel();
@@ -362,33 +379,18 @@ impl Worker {
                 });
             }
         }
+        let stamp = Value::from(*generation);
         let mut out = Vec::with_capacity(stmts.len());
-        for s in stmts {
-            let stamp = Value::from(generation);
-            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(s.params.len() + 1);
-            if s.stamped {
-                params.push(&stamp);
-            }
-            params.extend(s.params.iter().map(|p| p as &(dyn ToSql + Sync)));
-            let Some(prepared) = statements.get(s.sql) else {
-                return Err(Error::Database {
-                    target,
-                    message: format!("statement `{}` was not prepared", s.sql),
-                });
-            };
+        for s in &stmts {
             let rows = tx
-                .query(prepared, &params)
+                .query(prepared(statements, target, s)?, &params(s, Some(&stamp)))
                 .await
-                .map_err(|e| pg_error(&target, &format!("running `{}`", s.sql), e))?;
-            out.push(
-                rows.iter()
-                    .map(|r| row_values(r).map_err(|e| pg_error(&target, "reading a row", e)))
-                    .collect::<Result<Vec<_>>>()?,
-            );
+                .map_err(|e| pg_error(target, &format!("running `{}`", s.sql), e))?;
+            out.push(rows_values(target, &rows)?);
         }
         tx.commit()
             .await
-            .map_err(|e| pg_error(&target, "committing", e))?;
+            .map_err(|e| pg_error(target, "committing", e))?;
         Ok(out)
     }
 }
@@ -410,6 +412,33 @@ fn pg_error(target: &str, what: &str, e: tokio_postgres::Error) -> Error {
         target: target.to_string(),
         message: format!("{what}: {text}"),
     }
+}
+
+fn prepared<'a>(
+    statements: &'a HashMap<&'static str, Statement>,
+    target: &str,
+    s: &Stmt,
+) -> Result<&'a Statement> {
+    statements.get(s.sql).ok_or_else(|| Error::Database {
+        target: target.to_string(),
+        message: format!("statement `{}` was not prepared", s.sql),
+    })
+}
+
+/// `s`'s parameters, after the writer's generation if it is stamped.
+fn params<'a>(s: &'a Stmt, stamp: Option<&'a Value>) -> Vec<&'a (dyn ToSql + Sync)> {
+    let mut out: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(s.params.len() + 1);
+    if s.stamped {
+        out.push(stamp.unwrap_or(&Value::Null));
+    }
+    out.extend(s.params.iter().map(|p| p as &(dyn ToSql + Sync)));
+    out
+}
+
+fn rows_values(target: &str, rows: &[tokio_postgres::Row]) -> Result<Vec<Row>> {
+    rows.iter()
+        .map(|r| row_values(r).map_err(|e| pg_error(target, "reading a row", e)))
+        .collect()
 }
 
 fn row_values(row: &tokio_postgres::Row) -> std::result::Result<Row, tokio_postgres::Error> {
