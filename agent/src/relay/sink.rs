@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::state::{Committed, Partial, TargetState};
-use super::{RelayContext, RelayError, SessionError, check_chunk_size, link_or_fatal};
+use super::{ChunkHasher, RelayContext, RelayError, SessionError, check_chunk_size, link_or_fatal};
 use crate::objects::Scoped;
 
 /// User metadata recording which source version an object came from.
@@ -569,7 +569,7 @@ struct Assembly {
     start: u64,
     len: u64,
     frames: Vec<bytes::Bytes>,
-    digest: ring::digest::Context,
+    digest: ChunkHasher,
 }
 
 impl Assembly {
@@ -578,7 +578,7 @@ impl Assembly {
             start,
             len: 0,
             frames: vec![],
-            digest: ring::digest::Context::new(&ring::digest::SHA256),
+            digest: ChunkHasher::new(),
         }
     }
 }
@@ -630,9 +630,21 @@ impl Upload {
                 chunk.start, chunk.len, self.size, self.chunk_size
             ));
         }
-        if chunk.digest.finish().as_ref() != last_frame.sha256.as_ref() {
+        let (verified, hash) = if !last_frame.blake3.is_empty() {
+            let ours = chunk.digest.finalize();
+            (ours.as_bytes() == last_frame.blake3.as_ref(), "BLAKE3")
+        } else {
+            // A source from before BLAKE3 sends the chunk's SHA-256.
+            let mut sha = ring::digest::Context::new(&ring::digest::SHA256);
+            chunk.frames.iter().for_each(|f| sha.update(f));
+            (
+                sha.finish().as_ref() == last_frame.sha256.as_ref(),
+                "SHA-256",
+            )
+        };
+        if !verified {
             return Err(format!(
-                "chunk at offset {} failed SHA-256 verification",
+                "chunk at offset {} failed {hash} verification",
                 chunk.start
             ));
         }

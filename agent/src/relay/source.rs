@@ -11,8 +11,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    DEFAULT_PARALLELISM, FRAME_SIZE, FRAMES_AHEAD, RelayContext, RelayError, SessionError,
-    check_chunk_size, link_or_fatal,
+    ChunkHasher, DEFAULT_PARALLELISM, FRAME_SIZE, FRAMES_AHEAD, RelayContext, RelayError,
+    SessionError, check_chunk_size, link_or_fatal,
 };
 use crate::objects::Scoped;
 
@@ -383,7 +383,8 @@ async fn send_object(
     Ok(())
 }
 
-/// Cuts what is read into frames and chunks, hashing each chunk as it goes.
+/// Cuts what is read into frames and chunks, hashing each frame as it is
+/// sealed (a whole frame at once: the hash's SIMD lanes stay full).
 struct Frames<'a> {
     req: &'a pb::SendRequest,
     chunk_size: u64,
@@ -393,7 +394,7 @@ struct Frames<'a> {
     /// Where the frame being filled starts.
     frame_start: u64,
     frame: BytesMut,
-    digest: ring::digest::Context,
+    digest: ChunkHasher,
 }
 
 impl<'a> Frames<'a> {
@@ -405,7 +406,7 @@ impl<'a> Frames<'a> {
             offset: req.offset,
             frame_start: req.offset,
             frame: BytesMut::new(),
-            digest: ring::digest::Context::new(&ring::digest::SHA256),
+            digest: ChunkHasher::new(),
         }
     }
 
@@ -420,7 +421,6 @@ impl<'a> Frames<'a> {
             // One allocation per frame, filled by copies from the store's reads.
             self.frame.reserve(FRAME_SIZE);
         }
-        self.digest.update(data);
         self.frame.extend_from_slice(data);
         self.offset += data.len() as u64;
     }
@@ -435,19 +435,21 @@ impl<'a> Frames<'a> {
         if self.offset >= self.size || chunk_end {
             return Some(self.finish_chunk(self.offset >= self.size));
         }
-        (self.frame.len() == FRAME_SIZE).then(|| self.frame(false, vec![], true))
+        if self.frame.len() < FRAME_SIZE {
+            return None;
+        }
+        self.digest.update(&self.frame);
+        Some(self.frame(false, vec![], true))
     }
 
-    /// The final frame of the current chunk, with the chunk's SHA-256.
+    /// The final frame of the current chunk, with the chunk's hash.
     fn finish_chunk(&mut self, last: bool) -> pb::SourceUp {
-        let digest = std::mem::replace(
-            &mut self.digest,
-            ring::digest::Context::new(&ring::digest::SHA256),
-        );
-        self.frame(last, digest.finish().as_ref().to_vec(), false)
+        self.digest.update(&self.frame);
+        let digest = std::mem::take(&mut self.digest).finalize();
+        self.frame(last, digest.as_bytes().to_vec(), false)
     }
 
-    fn frame(&mut self, last: bool, sha256: Vec<u8>, more: bool) -> pb::SourceUp {
+    fn frame(&mut self, last: bool, blake3: Vec<u8>, more: bool) -> pb::SourceUp {
         let data = self.frame.split().freeze();
         if self.frame.capacity() < FRAME_SIZE {
             self.frame = BytesMut::new();
@@ -458,7 +460,8 @@ impl<'a> Frames<'a> {
             version: self.req.version.clone(),
             offset,
             data,
-            sha256: sha256.into(),
+            blake3: blake3.into(),
+            sha256: Default::default(),
             last,
             more,
         }))
@@ -502,13 +505,13 @@ mod tests {
             offset += c.data.len() as u64;
             assert_eq!(c.last, i == out.len() - 1);
             if c.more {
-                assert!(c.sha256.is_empty());
+                assert!(c.blake3.is_empty() && c.sha256.is_empty());
                 assert!(!offset.is_multiple_of(chunk));
             } else {
                 assert!(offset.is_multiple_of(chunk) || offset == size);
                 assert_eq!(
-                    c.sha256.as_ref(),
-                    super::super::sha256(&data[chunk_start as usize..offset as usize])
+                    c.blake3.as_ref(),
+                    blake3::hash(&data[chunk_start as usize..offset as usize]).as_bytes()
                 );
                 chunk_start = offset;
             }
