@@ -116,6 +116,7 @@ async fn pull_and_load(
                 msg: Some(load_pull_up::Msg::Progress(pb::LoadProgress {
                     file: p.file as u32,
                     rows: p.total_rows,
+                    rows_written: p.total_written,
                     bytes_done: p.total_bytes,
                     ..Default::default()
                 })),

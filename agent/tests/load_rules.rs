@@ -731,3 +731,55 @@ async fn same_id_other_content_is_a_conflict() -> anyhow::Result<()> {
     assert_eq!(db.count("owners").await?, 3);
     Ok(())
 }
+
+/// A mapped file is read and staged first, then written set-based in
+/// batches: progress shows rows read climbing while none is written, then
+/// the rows written climbing batch by batch, and only then the file done.
+#[tokio::test]
+async fn a_mapped_files_write_reports_progress_batch_by_batch() -> anyhow::Result<()> {
+    let db = Db::new().await?;
+    const ROWS: u64 = 250_001;
+    let mut csv = b"code,name\n".to_vec();
+    for i in 0..ROWS {
+        csv.extend_from_slice(format!("c{i},n{i}\n").as_bytes());
+    }
+    let mut s = spec("mapped-progress", &[("owners.csv", "owners")]);
+    s.files[0].mapping = Some(load::FileMapping {
+        csv_columns: vec!["code".into(), "name".into()],
+        target_columns: vec!["code".into(), "name".into()],
+    });
+    let mut client = db.client().await?;
+    let mut seen = Vec::new();
+    let out = load::load(&mut client, &s, chunks(&[&csv], 64 * 1024), |p| {
+        seen.push(*p)
+    })
+    .await?;
+    assert_eq!(out.rows, ROWS);
+    assert_eq!(db.count("owners").await?, ROWS as i64 + 1);
+
+    let reading: Vec<_> = seen
+        .iter()
+        .filter(|p| !p.file_done && p.total_rows < ROWS)
+        .collect();
+    assert!(
+        reading.len() > 2,
+        "rows read climb chunk by chunk: {seen:?}"
+    );
+    assert!(
+        reading.iter().all(|p| p.total_written == 0),
+        "nothing of a mapped file is written while it is read: {reading:?}"
+    );
+    let writing: Vec<u64> = seen
+        .iter()
+        .filter(|p| !p.file_done && p.total_rows == ROWS && p.total_written > 0)
+        .map(|p| p.total_written)
+        .collect();
+    assert!(
+        writing.len() >= 3 && writing.windows(2).all(|w| w[0] < w[1]),
+        "the write goes batch by batch: {writing:?}"
+    );
+    assert!(writing[0] < ROWS, "the first batch is not the whole file");
+    let last = seen.last().copied().expect("progress reported");
+    assert!(last.file_done && last.total_written == ROWS, "{last:?}");
+    Ok(())
+}

@@ -156,7 +156,8 @@ pub struct Chunk {
     pub data: Bytes,
 }
 
-/// Progress after each chunk, and once more when a file is done. Totals
+/// Progress after each chunk, after each batch of a mapped file's write,
+/// and once more when a file is done. Totals
 /// (for percentages and ETA) are the caller's: it knows the file sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Progress {
@@ -168,6 +169,10 @@ pub struct Progress {
     pub file_bytes: u64,
     pub total_rows: u64,
     pub total_bytes: u64,
+    /// Rows written into their tables so far, all files: a plain file's as
+    /// its COPY streams them, a mapped file's batch by batch of its
+    /// set-based write, which starts once the whole file is staged.
+    pub total_written: u64,
     /// This file is complete (its COPY finished).
     pub file_done: bool,
 }

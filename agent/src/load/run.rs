@@ -333,10 +333,12 @@ impl Run<'_, '_> {
     }
 
     fn progress(&self, f: &FileRun, done: bool) -> Progress {
-        let file_rows = match &f.phase {
-            Phase::Body(b) => b.state.rows,
-            Phase::Mapped(Some(s)) => s.rows,
-            _ => 0,
+        // A plain file's rows are written as its COPY streams them; a
+        // mapped file's only by its set-based write, once it is staged.
+        let (file_rows, file_written) = match &f.phase {
+            Phase::Body(b) => (b.state.rows, b.state.rows),
+            Phase::Mapped(Some(s)) => (s.rows, 0),
+            _ => (0, 0),
         };
         Progress {
             file: f.idx,
@@ -344,6 +346,7 @@ impl Run<'_, '_> {
             file_bytes: f.bytes,
             total_rows: self.total.total_rows + file_rows,
             total_bytes: self.total.total_bytes + f.bytes,
+            total_written: self.total.total_written + file_written,
             file_done: done,
         }
     }
@@ -531,7 +534,19 @@ impl Run<'_, '_> {
             if let Some(s) = staged {
                 model = s.plan.model.name();
                 let oid = s.plan.table.oid;
-                mapped_rows = Some(self.finish_staged(s).await?);
+                let (base, idx, bytes) = (self.total, f.idx, f.bytes);
+                let mut writing = |read: u64, written: u64| {
+                    progress(&Progress {
+                        file: idx,
+                        file_rows: read,
+                        file_bytes: bytes,
+                        total_rows: base.total_rows + read,
+                        total_bytes: base.total_bytes + bytes,
+                        total_written: base.total_written + written,
+                        file_done: false,
+                    })
+                };
+                mapped_rows = Some(self.finish_staged(s, &mut writing).await?);
                 // Later files must see this file's rows in their references.
                 self.refs.retain(|k, _| k.0 != oid);
             }
@@ -578,10 +593,10 @@ impl Run<'_, '_> {
             file_bytes: f.bytes,
             total_rows: self.total.total_rows + rows,
             total_bytes: self.total.total_bytes + f.bytes,
+            total_written: self.total.total_written + rows,
             file_done: true,
         };
-        self.total.total_rows = done.total_rows;
-        self.total.total_bytes = done.total_bytes;
+        self.total = done;
         progress(&done);
         let sha256 = f.hash.finish();
         if let Some(declared) = &spec_file.sha256

@@ -13,12 +13,16 @@
 //!    read. Expressions are then evaluated by PostgreSQL in one statement
 //!    under the role [`EVAL_ROLE`] (it can read `<t>_csv` and write their
 //!    results, nothing else), non-breaking spaces trimmed as the Platform
-//!    trims them.
-//! 3. One statement writes every row, and on a Platform table, in the same
-//!    statement, every history row (`INSERT … RETURNING` feeding the
-//!    history `INSERT`). It runs under a savepoint: when PostgreSQL refuses
-//!    it (unique key, foreign key, NOT NULL, a value an expression made),
-//!    [`super::diagnose`] finds the lines and columns.
+//!    trims them. When PostgreSQL refuses an expression, each expression
+//!    alone is tried over halved ranges of lines to name the first lines
+//!    it fails on.
+//! 3. Statements over batches of `<t>_csv`'s pages (TID ranges, about
+//!    [`WRITE_BATCH_ROWS`] rows each, so progress follows the write) write
+//!    the rows, and on a Platform table, in the same statement, their
+//!    history rows (`INSERT … RETURNING` feeding the history `INSERT`).
+//!    All run under one savepoint: when PostgreSQL refuses one (unique key,
+//!    foreign key, NOT NULL, a value an expression made), the write is
+//!    rolled back to it and [`super::diagnose`] finds the lines and columns.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -34,6 +38,14 @@ use super::run::Run;
 use super::schema::{self, Lookup, Table, quote_ident};
 use super::staged_row::encode;
 use super::types::PgType;
+
+/// Lines reported per failing expression: each costs about two
+/// evaluations of the staged rows, and the error cap bounds the rest.
+const LINES_PER_EXPRESSION: usize = 5;
+
+/// Rows per statement of a mapped file's set-based write: few enough
+/// statements that each costs nothing to plan, enough that progress moves.
+const WRITE_BATCH_ROWS: u64 = 100_000;
 
 /// How one target column gets its value.
 #[derive(Debug)]
@@ -402,9 +414,14 @@ impl Run<'_, '_> {
         Ok(true)
     }
 
-    /// The end of a mapped file: the last record, then the set-based write.
+    /// The end of a mapped file: the last record, then the set-based write,
+    /// whose rows written so far go to `written` after each batch.
     /// Returns the rows written.
-    pub(super) async fn finish_staged(&mut self, mut s: StagedFile) -> Result<u64> {
+    pub(super) async fn finish_staged(
+        &mut self,
+        mut s: StagedFile,
+        written: &mut impl FnMut(u64, u64),
+    ) -> Result<u64> {
         let res = {
             let StagedFile {
                 plan,
@@ -457,7 +474,10 @@ impl Run<'_, '_> {
             return Ok(s.rows);
         }
         let evaluated = started.elapsed();
-        let written = self.write_rows(&s.plan).await?;
+        let rows = s.rows;
+        let written = self
+            .write_rows(&s.plan, rows, &mut |n| written(rows, n))
+            .await?;
         tracing::info!(
             file = %s.plan.file,
             rows = s.rows,
@@ -529,34 +549,43 @@ impl Run<'_, '_> {
                     .batch_execute("ROLLBACK TO SAVEPOINT ferry_eval; RESET ROLE")
                     .await
                     .map_err(LoadError::db(ctx()))?;
-                // Which expression failed: each alone, as the same role.
+                // Which expression failed, and on which lines: each alone,
+                // as the same role, over halved ranges of lines.
+                // The rollback took the grant back too.
+                let grant = if role {
+                    format!("GRANT SELECT ON pg_temp.{staged} TO {EVAL_ROLE};")
+                } else {
+                    String::new()
+                };
+                self.txn
+                    .batch_execute(&format!(
+                        "CREATE INDEX ON pg_temp.{staged} (__line); {grant}"
+                    ))
+                    .await
+                    .map_err(LoadError::db(ctx()))?;
                 let mut named = false;
-                for (k, t, expr) in &exprs {
-                    let probe = format!(
-                        "SAVEPOINT ferry_probe; {} SELECT count(*) FROM ({}) q; RESET ROLE; RELEASE SAVEPOINT ferry_probe;",
-                        if role {
-                            format!("SET LOCAL ROLE {EVAL_ROLE};")
-                        } else {
-                            String::new()
-                        },
-                        select(Some(*k))
-                    );
-                    if let Err(pe) = self.txn.batch_execute(&probe).await {
-                        self.txn
-                            .batch_execute("ROLLBACK TO SAVEPOINT ferry_probe; RESET ROLE")
-                            .await
-                            .map_err(LoadError::db(ctx()))?;
+                for (_, t, expr) in &exprs {
+                    let probe = |lo: i64, hi: i64| {
+                        format!(
+                            "SAVEPOINT ferry_probe; {} SELECT count(btrim(({expr})::text, chr(160))) \
+                             FROM pg_temp.{staged} WHERE {staged}.__line BETWEEN {lo} AND {hi}; \
+                             RESET ROLE; RELEASE SAVEPOINT ferry_probe;",
+                            if role {
+                                format!("SET LOCAL ROLE {EVAL_ROLE};")
+                            } else {
+                                String::new()
+                            },
+                        )
+                    };
+                    let want = (self.errors.max - self.errors.list.len()).min(LINES_PER_EXPRESSION);
+                    for (line, message) in self.failing_lines(&staged, probe, want).await? {
                         named = true;
                         self.errors.push(RowError {
                             file: plan.file.clone(),
-                            line: 0,
+                            line,
                             column: Some(t.column.clone()),
                             value: Some(shorten(expr.as_bytes())),
-                            reason: format!(
-                                "the expression failed in PostgreSQL: {}",
-                                pe.as_db_error()
-                                    .map_or_else(|| pe.to_string(), |d| d.message().to_owned())
-                            ),
+                            reason: format!("the expression failed in PostgreSQL: {message}"),
                         });
                     }
                 }
@@ -580,8 +609,88 @@ impl Run<'_, '_> {
         }
     }
 
-    /// The rows (and history rows) in one statement; `Ok(None)`: refused.
-    async fn write_rows(&mut self, plan: &StagedPlan) -> Result<Option<u64>> {
+    /// The first `want` lines on which `probe(lo, hi)` — a statement over
+    /// the staged lines `lo..=hi` — fails, with PostgreSQL's message, in
+    /// line order. Each is found by halving: about twice the staged rows
+    /// evaluated per line found (the lines are indexed first).
+    async fn failing_lines(
+        &mut self,
+        staged: &str,
+        probe: impl Fn(i64, i64) -> String,
+        want: usize,
+    ) -> Result<Vec<(u64, String)>> {
+        let ctx = || format!("locating the lines an expression failed on in {staged}");
+        let range = self
+            .txn
+            .query_one(
+                &format!("SELECT min(__line), max(__line) FROM pg_temp.{staged}"),
+                &[],
+            )
+            .await
+            .map_err(LoadError::db(ctx()))?;
+        let (Some(first), Some(last)) = (
+            range
+                .try_get::<_, Option<i64>>(0)
+                .map_err(LoadError::db(ctx()))?,
+            range
+                .try_get::<_, Option<i64>>(1)
+                .map_err(LoadError::db(ctx()))?,
+        ) else {
+            return Ok(Vec::new());
+        };
+        let mut found = Vec::new();
+        let mut from = first;
+        while found.len() < want && from <= last {
+            if self.refused(&probe(from, last)).await?.is_none() {
+                break;
+            }
+            let (mut lo, mut hi) = (from, last);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                match self.refused(&probe(lo, mid)).await? {
+                    Some(_) => hi = mid,
+                    None => lo = mid + 1,
+                }
+            }
+            let Some(message) = self.refused(&probe(lo, lo)).await? else {
+                // Not reproducible on its own line (it depends on others):
+                // the caller reports the statement's error without a line.
+                break;
+            };
+            found.push((u64::try_from(lo).unwrap_or_default(), message));
+            from = lo + 1;
+        }
+        Ok(found)
+    }
+
+    /// Runs `sql` (which opens the savepoint `ferry_probe`); PostgreSQL's
+    /// message if it refused, after rolling back to that savepoint.
+    async fn refused(&mut self, sql: &str) -> Result<Option<String>> {
+        match self.txn.batch_execute(sql).await {
+            Ok(()) => Ok(None),
+            Err(e) => match e.as_db_error() {
+                Some(db) => {
+                    let message = db.message().to_owned();
+                    self.txn
+                        .batch_execute("ROLLBACK TO SAVEPOINT ferry_probe; RESET ROLE")
+                        .await
+                        .map_err(LoadError::db("rolling back a refused probe".to_owned()))?;
+                    Ok(Some(message))
+                }
+                None => Err(LoadError::db("probing an expression".to_owned())(e)),
+            },
+        }
+    }
+
+    /// The rows (and history rows), set-based, in batches of the staged
+    /// table's pages (a TID range scan each), so progress can follow the
+    /// write; all under one savepoint. `Ok(None)`: refused.
+    async fn write_rows(
+        &mut self,
+        plan: &StagedPlan,
+        rows: u64,
+        written: &mut impl FnMut(u64),
+    ) -> Result<Option<u64>> {
         let sql = self.insert_sql(plan).await?;
         let ctx = || {
             format!(
@@ -589,31 +698,57 @@ impl Run<'_, '_> {
                 plan.file, plan.table.sql_name
             )
         };
+        let pages: i64 = self
+            .txn
+            .query_one(
+                &format!(
+                    "SELECT pg_relation_size('pg_temp.{}'::regclass) / current_setting('block_size')::bigint",
+                    quote_ident(&plan.staged)
+                ),
+                &[],
+            )
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(LoadError::db(ctx()))?;
+        let batches = i64::try_from(rows.div_ceil(WRITE_BATCH_ROWS))
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let step = (pages / batches + 1).max(1);
         self.txn
             .batch_execute("SAVEPOINT ferry_write")
             .await
             .map_err(LoadError::db(ctx()))?;
-        match self.txn.execute(sql.as_str(), &[]).await {
-            Ok(n) => {
-                self.txn
-                    .batch_execute("RELEASE SAVEPOINT ferry_write")
-                    .await
-                    .map_err(LoadError::db(ctx()))?;
-                Ok(Some(n))
-            }
-            Err(e) if e.as_db_error().is_some() => {
-                self.txn
-                    .batch_execute("ROLLBACK TO SAVEPOINT ferry_write")
-                    .await
-                    .map_err(LoadError::db(ctx()))?;
-                if let Some(db) = e.as_db_error() {
-                    self.diagnose(plan, db).await?;
+        let statement = self.txn.prepare(&sql).await.map_err(LoadError::db(ctx()))?;
+        let mut done = 0u64;
+        let mut from = 0i64;
+        while from < pages.max(1) {
+            let to = from.saturating_add(step);
+            let (lo, hi) = (format!("({from},0)"), format!("({to},0)"));
+            match self.txn.execute(&statement, &[&lo, &hi]).await {
+                Ok(n) => {
+                    done += n;
+                    written(done);
                 }
-                self.check_cap_now()?;
-                Ok(None)
+                Err(e) if e.as_db_error().is_some() => {
+                    self.txn
+                        .batch_execute("ROLLBACK TO SAVEPOINT ferry_write")
+                        .await
+                        .map_err(LoadError::db(ctx()))?;
+                    if let Some(db) = e.as_db_error() {
+                        self.diagnose(plan, db).await?;
+                    }
+                    self.check_cap_now()?;
+                    return Ok(None);
+                }
+                Err(e) => return Err(LoadError::db(ctx())(e)),
             }
-            Err(e) => Err(LoadError::db(ctx())(e)),
+            from = to;
         }
+        self.txn
+            .batch_execute("RELEASE SAVEPOINT ferry_write")
+            .await
+            .map_err(LoadError::db(ctx()))?;
+        Ok(Some(done))
     }
 
     async fn insert_sql(&mut self, plan: &StagedPlan) -> Result<String> {
@@ -633,6 +768,8 @@ impl Run<'_, '_> {
         } else {
             format!("pg_temp.{staged} s")
         };
+        // One batch of the staged table's pages ($1, $2: TIDs as text).
+        let from = format!("{from} WHERE s.ctid >= $1::text::tid AND s.ctid < $2::text::tid");
         let Model::Platform {
             history,
             history_columns,

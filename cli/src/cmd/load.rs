@@ -700,8 +700,10 @@ impl Bar {
         }
         // By rows when they were counted: bytes reach the coordinator well
         // before their rows are loaded.
+        // Each row is read, then written (a mapped file's only once the
+        // whole file is read): the percentage counts both halves.
         let pct = if p.rows_total > 0 {
-            (p.rows as f64 * 100.0 / p.rows_total as f64).min(100.0)
+            ((p.rows + p.rows_written) as f64 * 50.0 / p.rows_total as f64).min(100.0)
         } else if p.bytes_total > 0 {
             p.bytes_done as f64 * 100.0 / p.bytes_total as f64
         } else {
@@ -709,9 +711,10 @@ impl Bar {
         };
         let text = if p.rows_total > 0 {
             format!(
-                "load {id}: {} / {} rows ({pct:.0}%), {:.0} rows/s, ETA {}s",
+                "load {id}: {} / {} rows read, {} written ({pct:.0}%), {:.0} rows/s, ETA {}s",
                 p.rows,
                 p.rows_total,
+                p.rows_written,
                 p.rate_rows_per_sec,
                 p.eta_ms / 1000
             )

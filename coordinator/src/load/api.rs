@@ -147,9 +147,13 @@ impl Inner {
             .spec
             .as_ref()
             .map_or(0, |s| s.files.iter().map(|f| f.rows).sum());
+        // Each row is read, then written: a plain file's both at once, a
+        // mapped file's written after the whole file is read.
+        let work_done = live.rows + live.rows_written;
         let rows_rate = rate(live.rows);
-        let eta_ms = if rows_total > 0 && rows_rate > 0.0 {
-            (rows_total.saturating_sub(live.rows) as f64 / rows_rate * 1000.0) as u64
+        let work_rate = rate(work_done);
+        let eta_ms = if rows_total > 0 && work_rate > 0.0 {
+            ((2 * rows_total).saturating_sub(work_done) as f64 / work_rate * 1000.0) as u64
         } else if bytes_rate > 0.0 {
             (total.saturating_sub(live.bytes_relayed) as f64 / bytes_rate * 1000.0) as u64
         } else {
@@ -158,6 +162,7 @@ impl Inner {
         pb::LoadProgress {
             file: live.file,
             rows: live.rows,
+            rows_written: live.rows_written,
             bytes_done: live.bytes_relayed,
             bytes_total: total,
             rate_bytes_per_sec: bytes_rate,

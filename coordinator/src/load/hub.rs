@@ -22,6 +22,7 @@ use crate::auth::peer;
 pub struct LiveProgress {
     pub file: u32,
     pub rows: u64,
+    pub rows_written: u64,
     pub bytes_relayed: u64,
     pub first_chunk: Option<Instant>,
 }
@@ -199,6 +200,7 @@ impl LoadData for LoadDataService {
                     let mut live = lock(&progress_of.progress);
                     live.file = p.file;
                     live.rows = p.rows;
+                    live.rows_written = p.rows_written;
                 }
             }
         });
