@@ -59,7 +59,7 @@ async fn run(ctx: &RelayContext, command: pb::Command) -> pb::CommandResult {
                     counts: Some(counts),
                 })
             })
-            .map_err(|e| e.to_string()),
+            .map_err(|e| internal(e.to_string())),
         Some(Kind::RelaySink(c)) => run_sink(ctx, &c)
             .await
             .map(|counts| {
@@ -67,10 +67,11 @@ async fn run(ctx: &RelayContext, command: pb::Command) -> pb::CommandResult {
                     counts: Some(counts),
                 })
             })
-            .map_err(|e| e.to_string()),
+            .map_err(|e| internal(e.to_string())),
         Some(Kind::Load(c)) => crate::load_exec::run_load(ctx, &command.id, &c)
             .await
-            .map(Out::Load),
+            .map(Out::Load)
+            .map_err(internal),
         Some(Kind::Step(step)) => crate::migrate::run_step(ctx, &command.id, &step)
             .await
             .map(Out::Step),
@@ -78,14 +79,25 @@ async fn run(ctx: &RelayContext, command: pb::Command) -> pb::CommandResult {
             tokio::time::sleep(Duration::from_millis(p.delay_ms).min(MAX_PING_DELAY)).await;
             Ok(Out::Ping(pb::PingOutput { payload: p.payload }))
         }
-        None => Err("the command has no kind this agent knows; upgrade the agent".to_string()),
+        None => Err(pb::CommandError {
+            message: "the command has no kind this agent knows; upgrade the agent".into(),
+            kind: pb::ErrorKind::Invalid.into(),
+        }),
     };
     pb::CommandResult {
         id: command.id,
         outcome: Some(match outcome {
             Ok(kind) => pb::command_result::Outcome::Output(pb::CommandOutput { kind: Some(kind) }),
-            Err(message) => pb::command_result::Outcome::Error(pb::CommandError { message }),
+            Err(e) => pb::command_result::Outcome::Error(e),
         }),
+    }
+}
+
+/// A failure this agent does not classify further.
+fn internal(message: String) -> pb::CommandError {
+    pb::CommandError {
+        message,
+        kind: pb::ErrorKind::Internal.into(),
     }
 }
 

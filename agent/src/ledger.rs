@@ -207,6 +207,7 @@ mod tests {
             id: id.into(),
             outcome: Some(pb::command_result::Outcome::Error(pb::CommandError {
                 message: "x".into(),
+                ..Default::default()
             })),
         }
     }

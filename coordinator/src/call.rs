@@ -9,6 +9,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::fleet::{Fleet, FleetEvent};
 use crate::store::is_finished;
+use crate::{Error, Result};
 
 /// What happens while a command runs.
 #[derive(Debug, Clone)]
@@ -17,28 +18,6 @@ pub enum Update {
     Progress(pb::CommandProgress),
     /// The agent's session closed (`false`) or opened again (`true`).
     Connected(bool),
-}
-
-/// How a call ended without the output asked for.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    /// The agent ran the command and reported why it failed.
-    #[error("{message} (agent of {cluster})")]
-    Agent { cluster: String, message: String },
-    #[error(
-        "the agent of {cluster} answered {what} with another kind of output; agent and coordinator versions differ"
-    )]
-    Protocol { cluster: String, what: String },
-    #[error("the agent of {cluster} did not answer {what} within {within:?}")]
-    NoAnswer {
-        cluster: String,
-        what: String,
-        within: Duration,
-    },
-    #[error("the coordinator is shutting down; {what} is picked up again when it restarts")]
-    ShuttingDown { what: String },
-    #[error(transparent)]
-    Coordinator(#[from] crate::Error),
 }
 
 /// A command stored (and sent, if its agent is connected).
@@ -60,7 +39,7 @@ pub async fn send(
     request_id: &str,
     by: &str,
     what: &str,
-) -> Result<Sent, CallError> {
+) -> Result<Sent> {
     let events = fleet.subscribe();
     let status = fleet.submit(cluster, spec, request_id, by).await?;
     Ok(Sent {
@@ -71,6 +50,17 @@ pub async fn send(
     })
 }
 
+/// A command stored earlier (by a coordinator that may have restarted
+/// since), to be awaited like one just sent.
+pub fn awaiting(fleet: &Fleet, command_id: &str, cluster: &str, what: &str) -> Sent {
+    Sent {
+        command_id: command_id.to_string(),
+        cluster: cluster.to_string(),
+        what: what.to_string(),
+        events: fleet.subscribe(),
+    }
+}
+
 impl Sent {
     /// Waits for the command's output, telling `on` what happens meanwhile.
     /// `within`: how long to wait at most (none: until it ends).
@@ -79,7 +69,7 @@ impl Sent {
         fleet: &Fleet,
         within: Option<Duration>,
         mut on: impl FnMut(Update),
-    ) -> Result<pb::command_output::Kind, CallError> {
+    ) -> Result<pb::command_output::Kind> {
         let deadline = within.map(|w| tokio::time::Instant::now() + w);
         let expired = async {
             match deadline {
@@ -98,14 +88,14 @@ impl Sent {
             loop {
                 tokio::select! {
                     () = &mut expired => {
-                        return Err(CallError::NoAnswer {
+                        return Err(Error::NoAnswer {
                             cluster: self.cluster,
                             what: self.what,
                             within: within.unwrap_or_default(),
                         });
                     }
                     () = fleet.stopped() => {
-                        return Err(CallError::ShuttingDown { what: self.what });
+                        return Err(Error::ShuttingDown(self.what));
                     }
                     e = self.events.recv() => match e {
                         Ok(FleetEvent::Finished(id)) if id == self.command_id => break,
@@ -118,7 +108,7 @@ impl Sent {
                         Ok(_) => {}
                         Err(RecvError::Lagged(_)) => break,
                         Err(RecvError::Closed) => {
-                            return Err(CallError::ShuttingDown { what: self.what });
+                            return Err(Error::ShuttingDown(self.what));
                         }
                     },
                 }
@@ -126,20 +116,25 @@ impl Sent {
         }
     }
 
-    fn unpack(self, status: pb::CommandStatus) -> Result<pb::command_output::Kind, CallError> {
+    fn unpack(self, status: pb::CommandStatus) -> Result<pb::command_output::Kind> {
         match status.result.and_then(|r| r.outcome) {
             Some(pb::command_result::Outcome::Output(pb::CommandOutput { kind: Some(kind) })) => {
                 Ok(kind)
             }
-            Some(pb::command_result::Outcome::Error(e)) => Err(CallError::Agent {
+            Some(pb::command_result::Outcome::Error(e)) => Err(Error::Command {
+                kind: e.kind(),
                 cluster: self.cluster,
                 message: e.message,
             }),
-            _ => Err(CallError::Protocol {
-                cluster: self.cluster,
-                what: self.what,
-            }),
+            _ => Err(self.unexpected()),
         }
+    }
+
+    fn unexpected(&self) -> Error {
+        Error::Protocol(format!(
+            "the agent of {} answered {} with no output of its kind",
+            self.cluster, self.what
+        ))
     }
 
     /// `output` of a migration step: the step's own report.
@@ -148,11 +143,11 @@ impl Sent {
         fleet: &Fleet,
         within: Option<Duration>,
         on: impl FnMut(Update),
-    ) -> Result<pb::step_output::Kind, CallError> {
-        let (cluster, what) = (self.cluster.clone(), self.what.clone());
+    ) -> Result<pb::step_output::Kind> {
+        let unexpected = self.unexpected();
         match self.output(fleet, within, on).await? {
             pb::command_output::Kind::Step(pb::StepOutput { kind: Some(k) }) => Ok(k),
-            _ => Err(CallError::Protocol { cluster, what }),
+            _ => Err(unexpected),
         }
     }
 }

@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use ferry_common::pb::ErrorKind;
+
 /// Errors of the coordinator library. Each maps to one gRPC status in `From`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -50,6 +52,26 @@ pub enum Error {
         generation: i64,
         current: Option<i64>,
     },
+    #[error("no transfer {0}; list them with `ferry transfer list`")]
+    UnknownTransfer(String),
+    #[error("the coordinator is shutting down; {0} is picked up again when it restarts")]
+    ShuttingDown(String),
+    /// A peer answered with something this build does not expect.
+    #[error("{0}; agent and coordinator versions may differ")]
+    Protocol(String),
+    #[error("the agent of {cluster} did not answer {what} within {within:?}")]
+    NoAnswer {
+        cluster: String,
+        what: String,
+        within: std::time::Duration,
+    },
+    /// An agent ran a command and reported why it failed, and of what kind.
+    #[error("{message} (agent of {cluster})")]
+    Command {
+        cluster: String,
+        kind: ferry_common::pb::ErrorKind,
+        message: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -62,19 +84,61 @@ impl From<Error> for tonic::Status {
             Error::UnknownAgent(_)
             | Error::UnknownCommand(_)
             | Error::UnknownLoad(_)
-            | Error::UnknownMigration(_) => tonic::Status::not_found(message),
+            | Error::UnknownMigration(_)
+            | Error::UnknownTransfer(_) => tonic::Status::not_found(message),
             Error::AgentConnected(_) | Error::Precondition(_) => {
                 tonic::Status::failed_precondition(message)
             }
             Error::Invalid(_) => tonic::Status::invalid_argument(message),
             // Clients and agents retry UNAVAILABLE: the leader answers them.
-            Error::Deposed { .. } => tonic::Status::unavailable(message),
+            Error::Deposed { .. } | Error::ShuttingDown(_) | Error::NoAnswer { .. } => {
+                tonic::Status::unavailable(message)
+            }
+            Error::Command { kind, .. } => match kind {
+                ErrorKind::Invalid => tonic::Status::invalid_argument(message),
+                ErrorKind::Precondition => tonic::Status::failed_precondition(message),
+                ErrorKind::Conflict => tonic::Status::aborted(message),
+                ErrorKind::Unavailable => tonic::Status::unavailable(message),
+                ErrorKind::Internal | ErrorKind::Unspecified => tonic::Status::internal(message),
+            },
             Error::Store { .. }
             | Error::Corrupt { .. }
             | Error::Common(_)
             | Error::Listen { .. }
             | Error::Database { .. }
-            | Error::SchemaTooNew { .. } => tonic::Status::internal(message),
+            | Error::SchemaTooNew { .. }
+            | Error::Protocol(_) => tonic::Status::internal(message),
+        }
+    }
+}
+
+impl Error {
+    /// The kind of failure, in the agents' words: what a failed step's
+    /// metric and journal say.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Command { kind, .. } => match kind {
+                ErrorKind::Unspecified => ErrorKind::Internal,
+                k => *k,
+            },
+            Error::Invalid(_) => ErrorKind::Invalid,
+            Error::UnknownAgent(_)
+            | Error::UnknownCommand(_)
+            | Error::UnknownLoad(_)
+            | Error::UnknownMigration(_)
+            | Error::UnknownTransfer(_)
+            | Error::AgentConnected(_)
+            | Error::Precondition(_) => ErrorKind::Precondition,
+            Error::Deposed { .. }
+            | Error::ShuttingDown(_)
+            | Error::NoAnswer { .. }
+            | Error::Database { .. } => ErrorKind::Unavailable,
+            Error::Store { .. }
+            | Error::Corrupt { .. }
+            | Error::Common(_)
+            | Error::Listen { .. }
+            | Error::SchemaTooNew { .. }
+            | Error::Protocol(_) => ErrorKind::Internal,
         }
     }
 }

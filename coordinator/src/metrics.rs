@@ -5,15 +5,17 @@
 //! endpoint is configured.
 use std::sync::{OnceLock, Weak};
 
+use ferry_common::pb::ErrorKind;
+use ferry_proto::names::Named;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram};
 
 use crate::fleet::Fleet;
 
 pub struct Metrics {
-    /// `ferry.migration.steps` {step, outcome}: steps that ended.
+    /// `ferry.migration.steps` {step, outcome, error_kind}: steps that ended.
     steps: Counter<u64>,
-    /// `ferry.migration.step.duration` (s) {step, outcome}.
+    /// `ferry.migration.step.duration` (s) {step, outcome, error_kind}.
     step_seconds: Histogram<f64>,
     /// `ferry.migrations.finished` {state}.
     migrations: Counter<u64>,
@@ -56,12 +58,17 @@ pub fn get() -> &'static Metrics {
 }
 
 impl Metrics {
-    /// A step ended: `outcome` is `succeeded`, `failed` or `cancelled`.
-    pub fn step_ended(&self, step: &str, outcome: &str, seconds: f64) {
-        let attributes = [
+    /// A step ended: `outcome` is `succeeded`, `failed` or `cancelled`; a
+    /// failed step's `error_kind` says of what kind (`invalid`,
+    /// `precondition`, `conflict`, `unavailable`, `internal`).
+    pub fn step_ended(&self, step: &str, outcome: &str, error: Option<ErrorKind>, seconds: f64) {
+        let mut attributes = vec![
             KeyValue::new("step", step.to_string()),
             KeyValue::new("outcome", outcome.to_string()),
         ];
+        if let Some(kind) = error {
+            attributes.push(KeyValue::new("error_kind", kind.name()));
+        }
         self.steps.add(1, &attributes);
         self.step_seconds.record(seconds, &attributes);
     }

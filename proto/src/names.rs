@@ -6,7 +6,8 @@
 use std::fmt;
 
 use crate::v1::{
-    AgentState, CommandState, EventKind, LoadState, MigrationState, StepState, TransferState,
+    AgentState, CommandState, ErrorKind, EventKind, LoadState, MigrationState, StepState,
+    TransferState,
 };
 
 /// An enum of the contract whose values have names.
@@ -87,6 +88,14 @@ names! {
         Running => "running",
         Succeeded => "succeeded",
         Failed => "failed",
+    }
+    ErrorKind {
+        Unspecified => "internal",
+        Invalid => "invalid",
+        Precondition => "precondition",
+        Conflict => "conflict",
+        Unavailable => "unavailable",
+        Internal => "internal",
     }
     LoadState {
         Unspecified => "unspecified",

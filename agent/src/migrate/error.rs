@@ -1,4 +1,9 @@
 //! Why a step failed, said so that an operator knows what to do next.
+use ferry_common::pb::ErrorKind;
+
+use crate::keycloak::AdminError;
+use crate::objects::ObjectsError;
+use crate::velero::VeleroError;
 
 /// Errors of the migration steps.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,63 @@ pub enum StepError {
 }
 
 pub type Result<T, E = StepError> = std::result::Result<T, E>;
+
+impl StepError {
+    /// The kind the coordinator is told (`ErrorKind`), so it can tell a step
+    /// to fix from one to try again without reading the message.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StepError::NoCluster | StepError::Connect(_) => ErrorKind::Unavailable,
+            StepError::Kube { source, .. } => kube_kind(source),
+            StepError::Velero(e) => match e.as_ref() {
+                VeleroError::Api { source, .. } => kube_kind(source),
+                VeleroError::SpecConflict { .. } | VeleroError::Vanished { .. } => {
+                    ErrorKind::Conflict
+                }
+                VeleroError::Timeout { .. } | VeleroError::WatchEnded { .. } => {
+                    ErrorKind::Unavailable
+                }
+            },
+            StepError::Keycloak(e) => match e.as_ref() {
+                AdminError::Login { .. } | AdminError::ExportCommand { .. } => {
+                    ErrorKind::Precondition
+                }
+                AdminError::Http { status: 409, .. } => ErrorKind::Conflict,
+                AdminError::Http { status, .. } if *status >= 500 => ErrorKind::Unavailable,
+                AdminError::Http { .. } => ErrorKind::Precondition,
+                AdminError::Transport { .. } => ErrorKind::Unavailable,
+                AdminError::Malformed { .. } | AdminError::Setup(_) => ErrorKind::Internal,
+            },
+            StepError::Objects(e) => match e.as_ref() {
+                ObjectsError::UnknownStore(..)
+                | ObjectsError::PrefixNotAllowed { .. }
+                | ObjectsError::Key(_) => ErrorKind::Invalid,
+                ObjectsError::Config { .. } | ObjectsError::CaCert { .. } => {
+                    ErrorKind::Precondition
+                }
+                ObjectsError::Open { .. } => ErrorKind::Unavailable,
+            },
+            StepError::Store { .. } => ErrorKind::Unavailable,
+            StepError::Invalid(_) => ErrorKind::Invalid,
+            StepError::State(_) => ErrorKind::Precondition,
+        }
+    }
+}
+
+/// What the API server's answer says about a failed call.
+fn kube_kind(e: &kube::Error) -> ErrorKind {
+    match e {
+        kube::Error::Api(status) => match status.code {
+            409 => ErrorKind::Conflict,
+            400 | 422 => ErrorKind::Invalid,
+            401 | 403 | 404 => ErrorKind::Precondition,
+            429 | 500.. => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        },
+        kube::Error::HyperError(_) | kube::Error::Service(_) => ErrorKind::Unavailable,
+        _ => ErrorKind::Internal,
+    }
+}
 
 macro_rules! boxed_from {
     ($($variant:ident($ty:ty)),*) => {$(

@@ -55,9 +55,12 @@ pub async fn run_step(
     ctx: &RelayContext,
     command_id: &str,
     cmd: &pb::StepCommand,
-) -> std::result::Result<pb::StepOutput, String> {
+) -> std::result::Result<pb::StepOutput, pb::CommandError> {
     let Some(kind) = &cmd.kind else {
-        return Err("the step command has no kind this agent knows; upgrade the agent".to_string());
+        return Err(pb::CommandError {
+            message: "the step command has no kind this agent knows; upgrade the agent".into(),
+            kind: pb::ErrorKind::Invalid.into(),
+        });
     };
     let name = step_name(kind);
     let cluster = &ctx.config.cluster_id;
@@ -65,7 +68,10 @@ pub async fn run_step(
     run(ctx, command_id, cmd, kind)
         .await
         .map(|out| pb::StepOutput { kind: Some(out) })
-        .map_err(|e| format!("{name} of registry {registry:?} on cluster {cluster}: {e}"))
+        .map_err(|e| pb::CommandError {
+            message: format!("{name} of registry {registry:?} on cluster {cluster}: {e}"),
+            kind: e.kind().into(),
+        })
 }
 
 async fn run(

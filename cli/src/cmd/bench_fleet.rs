@@ -559,6 +559,7 @@ fn answer(c: pb::Command) -> [pb::AgentMessage; 2] {
         }
         _ => pb::command_result::Outcome::Error(pb::CommandError {
             message: "a simulated agent answers ping only".into(),
+            kind: pb::ErrorKind::Invalid.into(),
         }),
     };
     [

@@ -272,6 +272,7 @@ mod tests {
                 id: "c".into(),
                 outcome: Some(pb::command_result::Outcome::Error(pb::CommandError {
                     message: "database down".into(),
+                    kind: pb::ErrorKind::Unavailable.into(),
                 })),
             }),
             ..Default::default()

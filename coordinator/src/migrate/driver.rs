@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ferry_common::pb::{self, MigrationState as MS};
+use ferry_common::pb::{self, ErrorKind, MigrationState as MS};
 use ferry_common::step::StepName;
 use ferry_common::telemetry;
 use ferry_common::time::unix_ms;
@@ -211,8 +211,11 @@ impl Driver {
                 };
                 (outcome, cx.last_progress())
             }
-            (Err(e), _) => (Err(StepError::Failed(e.to_string())), None),
-            (_, Err(e)) => (Err(StepError::Failed(e.to_string())), None),
+            (Err(e), _) => (
+                Err(StepError::failed(ErrorKind::Invalid, e.to_string())),
+                None,
+            ),
+            (_, Err(e)) => (Err(e.into()), None),
         };
         self.ended(id, at, &step, outcome, progress, began.elapsed());
         self.journal.progress_ended(id, at);
@@ -242,7 +245,7 @@ impl Driver {
                     return;
                 }
                 tracing::info!(migration = %id, step = %name, "step finished: {detail}");
-                metrics::get().step_ended(name, "succeeded", seconds);
+                metrics::get().step_ended(name, "succeeded", None, seconds);
                 self.journal
                     .audit(&actor, "step-finished", id, format!("{name}: {detail}"));
             }
@@ -252,9 +255,9 @@ impl Driver {
                     .apply(id, |m| Ok(life::step_cancelled(m, at, now)));
                 self.journal
                     .audit(&Actor::Coordinator, "step-cancelled", id, name.clone());
-                metrics::get().step_ended(name, "cancelled", seconds);
+                metrics::get().step_ended(name, "cancelled", None, seconds);
             }
-            Err(StepError::Failed(message)) => {
+            Err(StepError::Failed { kind, message }) => {
                 let r = self.journal.apply(id, |m| {
                     Ok(life::step_failed(m, at, &message, progress, now))
                 });
@@ -273,8 +276,8 @@ impl Driver {
                         )))
                     });
                 }
-                tracing::warn!(migration = %id, step = %name, "step failed: {message}");
-                metrics::get().step_ended(name, "failed", seconds);
+                tracing::warn!(migration = %id, step = %name, kind = %kind, "step failed: {message}");
+                metrics::get().step_ended(name, "failed", Some(kind), seconds);
                 self.journal
                     .audit(&actor, "step-failed", id, format!("{name}: {message}"));
             }

@@ -211,3 +211,86 @@ fn with_state(mut e: pb::MigrationEvent, m: &pb::Migration) -> pb::MigrationEven
     e.state = m.state;
     e
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(done: u64) -> pb::StepProgress {
+        pb::StepProgress {
+            items_done: done,
+            items_total: 3,
+            message: format!("{done} of 3 sets relayed"),
+            ..Default::default()
+        }
+    }
+
+    /// What the driver does with a step's progress: told to watchers and
+    /// shown to readers as it comes, journaled once, with the step's end.
+    #[test]
+    fn progress_reaches_watchers_and_is_journaled_only_at_the_steps_end() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let journal = Journal::new(store.clone());
+        let mut step = pb::Step {
+            name: "transfer".into(),
+            ..Default::default()
+        };
+        step.set_state(pb::StepState::Running);
+        let m = pb::Migration {
+            migration_id: "m1".into(),
+            steps: vec![step],
+            ..Default::default()
+        };
+        journal.create(m, pb::MigrationEvent::default())?;
+        let journaled = store.migration("m1")?;
+        let at = At {
+            rollback: false,
+            index: 0,
+        };
+        let mut watcher = journal.subscribe();
+        for done in 1..=3 {
+            journal.progress(
+                at,
+                pb::MigrationEvent {
+                    migration_id: "m1".into(),
+                    kind: pb::EventKind::StepProgress.into(),
+                    progress: Some(progress(done)),
+                    ..Default::default()
+                },
+            );
+        }
+        for done in 1..=3 {
+            let e = watcher.try_recv()?;
+            assert_eq!(e.progress.map(|p| p.items_done), Some(done));
+        }
+        // Readers see the latest; the store holds the record as it was.
+        let read = journal.get("m1")?;
+        assert_eq!(read.steps[0].progress, Some(progress(3)));
+        assert_eq!(store.migration("m1")?, journaled);
+        assert!(store.migration_events("m1", 1)?.is_empty());
+
+        // The step's end journals its last progress, once.
+        journal.apply("m1", |m| {
+            Ok(super::super::lifecycle::step_succeeded(
+                m,
+                at,
+                "3 sets relayed",
+                Some(progress(3)),
+                1,
+            ))
+        })?;
+        journal.progress_ended("m1", at);
+        let stored = store.migration("m1")?;
+        let stored_step = stored.as_ref().map(|m| &m.steps[0]);
+        assert_eq!(
+            stored_step.and_then(|s| s.progress.clone()),
+            Some(progress(3))
+        );
+        assert_eq!(
+            stored_step.map(|s| s.state()),
+            Some(pb::StepState::Succeeded)
+        );
+        Ok(())
+    }
+}

@@ -85,13 +85,13 @@ async fn ask(
         Ok(_) => Err(fail(format!(
             "the agent of {cluster} gave no preflight report; is it older than the coordinator?"
         ))),
-        Err(call::CallError::Agent { message, .. }) => Err(fail(format!(
+        Err(crate::Error::Command { message, .. }) => Err(fail(format!(
             "the agent of {cluster} could not run its checks: {message}"
         ))),
-        Err(call::CallError::Protocol { .. }) => Err(fail(format!(
+        Err(crate::Error::Protocol(_)) => Err(fail(format!(
             "the agent of {cluster} gave no preflight report; is it older than the coordinator?"
         ))),
-        Err(call::CallError::NoAnswer { .. }) => Err(fail(format!(
+        Err(crate::Error::NoAnswer { .. }) => Err(fail(format!(
             "the agent of {cluster} did not answer the preflight within {ANSWER_WITHIN:?}"
         ))),
         Err(e) => Err(fail(e.to_string())),

@@ -2,6 +2,7 @@
 //! and the source's — sent through the fleet with request ids derived from
 //! the transfer id, so starting the same transfer twice starts nothing new,
 //! and a restarted coordinator picks up the transfers it was following.
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,13 +10,15 @@ use std::time::Duration;
 use ferry_common::pb::{self, command_spec::Kind, transfers_server::Transfers};
 use ferry_common::time::unix_ms;
 use futures::Stream;
-use tokio::sync::broadcast;
+use tokio::sync::broadcast::{self, error::RecvError};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::RelayHub;
+use crate::Error;
 use crate::auth::{Authorizer, Role};
-use crate::fleet::{Fleet, new_id};
+use crate::call;
+use crate::fleet::{Fleet, FleetEvent, new_id};
 use crate::store::Store;
 
 /// Who the fleet records as submitting a transfer's commands.
@@ -225,7 +228,7 @@ impl Inner {
         let mut t = self
             .store
             .transfer(id)?
-            .ok_or_else(|| crate::Error::Invalid(format!("no transfer {id}")))?;
+            .ok_or_else(|| Error::UnknownTransfer(id.to_string()))?;
         if let Some(p) = self.hub.progress(id) {
             t.bytes_relayed = p.bytes_relayed;
             t.rate_bytes_per_sec = p.rate();
@@ -243,36 +246,52 @@ impl Inner {
     }
 }
 
-/// Waits for one side's command; a failure is passed on to the other side.
-async fn finish(inner: &Inner, transfer: &str, command: &str) -> crate::Result<pb::CommandStatus> {
-    loop {
-        let c = inner.fleet.wait(command, Duration::from_secs(60)).await?;
-        if inner.fleet.stopping() {
-            return Err(crate::Error::Invalid(
-                "the coordinator is shutting down".into(),
-            ));
-        }
-        if crate::store::is_finished(&c) {
-            // The sink verified and committed everything: the source may end
-            // too, even if the sink's report reached a coordinator that died.
-            if let Some(pb::command_result::Outcome::Output(pb::CommandOutput {
-                kind: Some(pb::command_output::Kind::Relay(out)),
-            })) = c.result.as_ref().and_then(|r| r.outcome.as_ref())
-                && matches!(
-                    c.spec.as_ref().and_then(|s| s.kind.as_ref()),
-                    Some(Kind::RelaySink(_))
-                )
-            {
+/// Waits for one side's report; a failure is passed on to the other side.
+async fn finish(
+    inner: &Inner,
+    transfer: &str,
+    side: Side,
+    set: Option<&pb::ObjectSet>,
+    command: &str,
+) -> crate::Result<pb::RelayOutput> {
+    let cluster = set.map(|s| s.cluster_id.as_str()).unwrap_or_default();
+    let what = format!("the {} of transfer {transfer}", side.name());
+    let sent = call::awaiting(&inner.fleet, command, cluster, &what);
+    match sent.output(&inner.fleet, None, |_| {}).await {
+        Ok(pb::command_output::Kind::Relay(out)) => {
+            // The sink verified and committed everything: the source may
+            // end too, even if the sink's report reached a coordinator that
+            // died.
+            if side == Side::Sink {
                 inner.hub.finish_source(transfer, out.counts);
             }
-            if let Some(pb::command_result::Outcome::Error(e)) =
-                c.result.as_ref().and_then(|r| r.outcome.as_ref())
-            {
+            Ok(out)
+        }
+        Ok(_) => Err(Error::Protocol(format!(
+            "the agent of {cluster} answered {what} with no relay report"
+        ))),
+        Err(e) => {
+            if let Error::Command { message, .. } = &e {
                 inner
                     .hub
-                    .abort(transfer, format!("the other side failed: {}", e.message));
+                    .abort(transfer, format!("the other side failed: {message}"));
             }
-            return Ok(c);
+            Err(e)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Source,
+    Sink,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Source => "source",
+            Side::Sink => "target",
         }
     }
 }
@@ -281,99 +300,137 @@ async fn finish(inner: &Inner, transfer: &str, command: &str) -> crate::Result<p
 /// has been away longer than the coordinator's `--lost-after`, so a client
 /// following it is not left waiting on an agent that may never return. The
 /// transfer's own end, if its agents come back and finish, is recorded over
-/// this.
+/// this. Woken by the fleet's session changes, not by looking again.
 async fn report_lost_agent(inner: Arc<Inner>, t: pb::TransferStatus) {
     let clusters: Vec<String> = [&t.source, &t.target]
         .into_iter()
         .flatten()
         .map(|s| s.cluster_id.clone())
         .collect();
-    let mut away: Vec<Option<std::time::Instant>> = vec![None; clusters.len()];
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        for (cluster, since) in clusters.iter().zip(away.iter_mut()) {
-            if inner.fleet.is_connected(cluster) {
-                *since = None;
-                continue;
+    let mut events = inner.fleet.subscribe();
+    let lost_after = inner.fleet.lost_after();
+    // Since when each of them has been away.
+    let mut away: HashMap<String, tokio::time::Instant> = HashMap::new();
+    let look = |away: &mut HashMap<String, tokio::time::Instant>| {
+        for c in &clusters {
+            if inner.fleet.is_connected(c) {
+                away.remove(c);
+            } else {
+                away.entry(c.clone())
+                    .or_insert_with(tokio::time::Instant::now);
             }
-            let since = *since.get_or_insert_with(std::time::Instant::now);
-            if since.elapsed() <= inner.fleet.lost_after() {
-                continue;
-            }
-            let Ok(Some(mut current)) = inner.store.transfer(&t.transfer_id) else {
-                return;
-            };
-            if current.state != pb::TransferState::Running as i32 {
-                return;
-            }
-            current.state = pb::TransferState::Failed as i32;
-            current.error = format!(
-                "the agent of cluster {cluster} has been unreachable for more than {}s: the \
-                 transfer cannot go on without it; what was verified is kept, and the transfer \
-                 resumes from there if it comes back (see `ferry transfer get {}`)",
-                inner.fleet.lost_after().as_secs(),
-                t.transfer_id
-            );
-            current.finished_at_unix_ms = unix_ms();
-            tracing::warn!(transfer = %t.transfer_id, %cluster, "transfer's agent lost; reported failed");
-            if let Err(e) = inner.store.put_transfer(&current) {
-                tracing::error!(transfer = %t.transfer_id, error = %e, "cannot record the lost transfer");
-            }
-            let _ = inner.ended.send(t.transfer_id.clone());
-            return;
         }
+    };
+    look(&mut away);
+    let cluster = loop {
+        let first = away.iter().min_by_key(|(_, since)| **since);
+        let lost = async {
+            match first {
+                Some((c, since)) => {
+                    tokio::time::sleep_until(*since + lost_after).await;
+                    c.clone()
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            cluster = lost => break cluster,
+            e = events.recv() => match e {
+                Ok(FleetEvent::Session { cluster, connected }) if clusters.contains(&cluster) => {
+                    if connected {
+                        away.remove(&cluster);
+                    } else {
+                        away.entry(cluster).or_insert_with(tokio::time::Instant::now);
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => look(&mut away),
+                Err(RecvError::Closed) => return,
+            },
+        }
+    };
+    let Ok(Some(mut current)) = inner.store.transfer(&t.transfer_id) else {
+        return;
+    };
+    if current.state() != pb::TransferState::Running {
+        return;
     }
+    current.set_state(pb::TransferState::Failed);
+    current.error = format!(
+        "the agent of cluster {cluster} has been unreachable for more than {}s: the \
+         transfer cannot go on without it; what was verified is kept, and the transfer \
+         resumes from there if it comes back (see `ferry transfer get {}`)",
+        lost_after.as_secs(),
+        t.transfer_id
+    );
+    current.finished_at_unix_ms = unix_ms();
+    tracing::warn!(transfer = %t.transfer_id, %cluster, "transfer's agent lost; reported failed");
+    if let Err(e) = inner.store.put_transfer(&current) {
+        tracing::error!(transfer = %t.transfer_id, error = %e, "cannot record the lost transfer");
+    }
+    let _ = inner.ended.send(t.transfer_id.clone());
 }
 
 /// Waits for both commands of a transfer and records how it ended.
 async fn follow(inner: Arc<Inner>, id: String) {
-    let outcome: crate::Result<(pb::TransferStatus, Vec<pb::CommandStatus>)> = async {
-        let t = inner
-            .store
-            .transfer(&id)?
-            .ok_or_else(|| crate::Error::Invalid(format!("no transfer {id}")))?;
-        // Both sides run at once; when one fails the other is told, so it ends too.
-        let watchdog = tokio::spawn(report_lost_agent(inner.clone(), t.clone()));
-        let (target, source) = tokio::join!(
-            finish(&inner, &t.transfer_id, &t.target_command_id),
-            finish(&inner, &t.transfer_id, &t.source_command_id),
-        );
-        watchdog.abort();
-        let results = vec![target?, source?];
-        Ok((t, results))
-    }
-    .await;
-    let (mut t, results) = match outcome {
-        Ok(x) => x,
+    let t = match inner.store.transfer(&id) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            tracing::error!(transfer = %id, "cannot follow transfer: it is not recorded");
+            return;
+        }
         Err(e) => {
             tracing::error!(transfer = %id, error = %e, "cannot follow transfer");
             return;
         }
     };
+    // Both sides run at once; when one fails the other is told, so it ends too.
+    let watchdog = tokio::spawn(report_lost_agent(inner.clone(), t.clone()));
+    let (target, source) = tokio::join!(
+        finish(
+            &inner,
+            &id,
+            Side::Sink,
+            t.target.as_ref(),
+            &t.target_command_id
+        ),
+        finish(
+            &inner,
+            &id,
+            Side::Source,
+            t.source.as_ref(),
+            &t.source_command_id
+        ),
+    );
+    watchdog.abort();
+    let mut t = t;
     let mut errors = vec![];
-    for (side, c) in ["target", "source"].iter().zip(&results) {
-        match c.result.as_ref().and_then(|r| r.outcome.as_ref()) {
-            Some(pb::command_result::Outcome::Output(pb::CommandOutput {
-                kind: Some(pb::command_output::Kind::Relay(out)),
-            })) => {
-                if *side == "target" {
+    for (side, result) in [(Side::Sink, target), (Side::Source, source)] {
+        match result {
+            Ok(out) => {
+                if side == Side::Sink {
                     t.counts = out.counts;
                 }
             }
-            Some(pb::command_result::Outcome::Error(e)) => {
-                errors.push(format!("{side}: {}", e.message))
+            Err(Error::Command { message, .. }) => {
+                errors.push(format!("{}: {message}", side.name()))
             }
-            _ => errors.push(format!("{side}: unexpected result")),
+            Err(Error::Protocol(_)) => errors.push(format!("{}: unexpected result", side.name())),
+            // Not ended: a restarted coordinator follows it again.
+            Err(e) => {
+                tracing::error!(transfer = %id, error = %e, "cannot follow transfer");
+                return;
+            }
         }
     }
     if let Some(p) = inner.hub.progress(&id) {
         t.bytes_relayed = p.bytes_relayed;
     }
-    t.state = if errors.is_empty() {
+    t.set_state(if errors.is_empty() {
         pb::TransferState::Succeeded
     } else {
         pb::TransferState::Failed
-    } as i32;
+    });
     t.error = errors.join("; ");
     t.finished_at_unix_ms = unix_ms();
     if let Err(e) = inner.store.put_transfer(&t) {

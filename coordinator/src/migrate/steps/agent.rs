@@ -1,6 +1,6 @@
 //! The steps an agent runs on its cluster: each sends one command and turns
 //! the agent's report into the step's one line.
-use ferry_common::pb::{self, step_command::Kind as StepKind, step_output::Kind as Out};
+use ferry_common::pb::{self, ErrorKind, step_command::Kind as StepKind, step_output::Kind as Out};
 use ferry_common::step::{Phase, StepName};
 use ferry_common::time::unix_ms;
 
@@ -177,10 +177,12 @@ pub async fn reconfigure(cx: &Context<'_>) -> StepResult {
 }
 
 pub async fn verify(cx: &Context<'_>) -> StepResult {
-    let source = cx
-        .journal
-        .inventory(cx.id())?
-        .ok_or_else(|| StepError::Failed("the source's inventory was never taken".into()))?;
+    let source = cx.journal.inventory(cx.id())?.ok_or_else(|| {
+        StepError::failed(
+            ErrorKind::Precondition,
+            "the source's inventory was never taken",
+        )
+    })?;
     let step = plan::inventory_step(&cx.request.registry, &cx.m.backup_name);
     let Out::Inventory(target) = cx.command(StepKind::Inventory(step)).await? else {
         return Err(unexpected(cx));
@@ -201,10 +203,10 @@ pub async fn verify(cx: &Context<'_>) -> StepResult {
     if verified {
         Ok(format!("{lines} checks equal on source and target"))
     } else {
-        Err(StepError::Failed(format!(
-            "the target differs from the source: {}",
-            bad.join("; ")
-        )))
+        Err(StepError::failed(
+            ErrorKind::Conflict,
+            format!("the target differs from the source: {}", bad.join("; ")),
+        ))
     }
 }
 

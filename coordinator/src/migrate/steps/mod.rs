@@ -6,7 +6,7 @@ mod transfer;
 
 use std::sync::Mutex;
 
-use ferry_common::pb::{self, step_command::Kind as StepKind};
+use ferry_common::pb::{self, ErrorKind, step_command::Kind as StepKind};
 use ferry_common::step::StepName;
 use ferry_common::time::unix_ms;
 
@@ -16,7 +16,7 @@ use super::lifecycle::{At, event, step_mut};
 use super::preflight;
 use super::refs::{StepRef, add_ref};
 use super::request::MigrationRequest;
-use crate::call::{self, CallError, Update};
+use crate::call::{self, Update};
 use crate::fleet::Fleet;
 use crate::relay::TransfersApi;
 
@@ -24,19 +24,26 @@ pub use transfer::stop_transfers;
 
 /// How a step ended, when it did not succeed.
 pub enum StepError {
-    Failed(String),
+    /// With the kind of failure (the agent's, when it was the agent's).
+    Failed {
+        kind: ErrorKind,
+        message: String,
+    },
     Cancelled,
+}
+
+impl StepError {
+    pub fn failed(kind: ErrorKind, message: impl Into<String>) -> Self {
+        StepError::Failed {
+            kind,
+            message: message.into(),
+        }
+    }
 }
 
 impl From<crate::Error> for StepError {
     fn from(e: crate::Error) -> Self {
-        StepError::Failed(e.to_string())
-    }
-}
-
-impl From<CallError> for StepError {
-    fn from(e: CallError) -> Self {
-        StepError::Failed(e.to_string())
+        StepError::failed(e.kind(), e.to_string())
     }
 }
 
@@ -191,7 +198,10 @@ pub async fn execute(cx: &Context<'_>) -> StepResult {
             if verdict.ready() {
                 Ok(format!("{} checks passed", verdict.checks.len()))
             } else {
-                Err(StepError::Failed(verdict.failures()))
+                Err(StepError::failed(
+                    ErrorKind::Precondition,
+                    verdict.failures(),
+                ))
             }
         }
         // The driver holds here instead of running it; an operator's cutover
@@ -212,8 +222,11 @@ pub async fn execute(cx: &Context<'_>) -> StepResult {
 
 /// The agent answered with a report of another step's kind.
 fn unexpected(cx: &Context<'_>) -> StepError {
-    StepError::Failed(format!(
-        "the agent's answer to {} is of another kind; agent and coordinator versions differ",
-        cx.name
-    ))
+    StepError::failed(
+        ErrorKind::Internal,
+        format!(
+            "the agent's answer to {} is of another kind; agent and coordinator versions differ",
+            cx.name
+        ),
+    )
 }

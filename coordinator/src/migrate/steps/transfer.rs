@@ -3,7 +3,7 @@
 //! this step wakes when one of them ends.
 use std::time::Duration;
 
-use ferry_common::pb;
+use ferry_common::pb::{self, ErrorKind};
 use ferry_common::step::StepName;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -18,15 +18,16 @@ const TRANSFERS_AT_ONCE: usize = 6;
 /// How often watchers are told the relayed bytes of a running transfer
 /// (the relay counts them live; nothing is journaled between a step's start
 /// and end). What the step does next waits on the transfers' ends.
-const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// How long a rollback waits for a cancelled transfer to stop.
 const TRANSFER_STOP_WAIT: Duration = Duration::from_secs(30);
 
 pub async fn run(cx: &Context<'_>) -> StepResult {
     let staged = cx.name == StepName::StageTransfer;
     let backup = if staged {
-        stage_backup(cx.m)
-            .ok_or_else(|| StepError::Failed("the stage backup has no name yet".into()))?
+        stage_backup(cx.m).ok_or_else(|| {
+            StepError::failed(ErrorKind::Precondition, "the stage backup has no name yet")
+        })?
     } else {
         cx.m.backup_name.clone()
     };
@@ -68,10 +69,10 @@ pub async fn run(cx: &Context<'_>) -> StepResult {
             }
         }
         if !failures.is_empty() {
-            return Err(StepError::Failed(format!(
-                "transfers failed: {}",
-                failures.join("; ")
-            )));
+            return Err(StepError::failed(
+                ErrorKind::Unavailable,
+                format!("transfers failed: {}", failures.join("; ")),
+            ));
         }
         if done == sets.len() {
             cx.progress(totals.clone());
@@ -115,7 +116,7 @@ pub async fn run(cx: &Context<'_>) -> StepResult {
         }
         tokio::select! {
             e = ended.recv() => if let Err(RecvError::Closed) = e {
-                return Err(StepError::Failed("the coordinator is shutting down".into()));
+                return Err(crate::Error::ShuttingDown(cx.name.to_string()).into());
             },
             _ = tick.tick() => {}
         }
