@@ -142,3 +142,48 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent_failed(kind: ErrorKind) -> Error {
+        Error::Command {
+            cluster: "a".into(),
+            kind,
+            message: "backup of registry \"r\" on cluster a: failed".into(),
+        }
+    }
+
+    /// An agent's failure keeps its kind up to the client's status.
+    #[test]
+    fn a_command_error_reaches_its_status_by_kind() {
+        let code = |kind| tonic::Status::from(agent_failed(kind)).code();
+        assert_eq!(code(ErrorKind::Invalid), tonic::Code::InvalidArgument);
+        assert_eq!(
+            code(ErrorKind::Precondition),
+            tonic::Code::FailedPrecondition
+        );
+        assert_eq!(code(ErrorKind::Conflict), tonic::Code::Aborted);
+        assert_eq!(code(ErrorKind::Unavailable), tonic::Code::Unavailable);
+        assert_eq!(code(ErrorKind::Internal), tonic::Code::Internal);
+        // An older agent sends no kind: internal.
+        assert_eq!(code(ErrorKind::Unspecified), tonic::Code::Internal);
+        assert_eq!(
+            agent_failed(ErrorKind::Unspecified).kind(),
+            ErrorKind::Internal
+        );
+        assert_eq!(
+            agent_failed(ErrorKind::Conflict).kind(),
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            tonic::Status::from(Error::UnknownTransfer("t".into())).code(),
+            tonic::Code::NotFound
+        );
+        assert_eq!(
+            tonic::Status::from(Error::ShuttingDown("backup".into())).code(),
+            tonic::Code::Unavailable
+        );
+    }
+}

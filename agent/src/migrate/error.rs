@@ -159,3 +159,35 @@ pub(crate) fn store_err(
         source: Box::new(source),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_errors_say_their_kind() {
+        assert_eq!(StepError::Invalid("x".into()).kind(), ErrorKind::Invalid);
+        assert_eq!(StepError::State("x".into()).kind(), ErrorKind::Precondition);
+        assert_eq!(StepError::NoCluster.kind(), ErrorKind::Unavailable);
+        let conflict = StepError::from(VeleroError::SpecConflict {
+            kind: "Backup",
+            namespace: "velero".into(),
+            name: "r-2026".into(),
+            field: "includedNamespaces",
+        });
+        assert_eq!(conflict.kind(), ErrorKind::Conflict);
+        let api = |code| {
+            let status = kube::core::Status {
+                code,
+                message: "m".into(),
+                reason: "r".into(),
+                ..Default::default()
+            };
+            kube_kind(&kube::Error::Api(status.into()))
+        };
+        assert_eq!(api(409), ErrorKind::Conflict);
+        assert_eq!(api(422), ErrorKind::Invalid);
+        assert_eq!(api(403), ErrorKind::Precondition);
+        assert_eq!(api(503), ErrorKind::Unavailable);
+    }
+}
