@@ -5,7 +5,7 @@
 //! could lose; a re-paired transfer resumes from the sink's durable state.
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -46,11 +46,13 @@ impl Drop for StreamPermit {
     }
 }
 
-/// Faults for tests: set through the library, never from the command line.
+/// Faults for tests: set through the library, never from the command line,
+/// and compiled only with the `testing` feature (the tests crate's).
+#[cfg(feature = "testing")]
 #[derive(Default)]
 pub struct RelayFaults {
     /// Flip a byte in each of the next N chunks relayed (in a chunk's final frame).
-    pub corrupt_chunks: AtomicU32,
+    pub corrupt_chunks: std::sync::atomic::AtomicU32,
 }
 
 struct Peer<T> {
@@ -119,6 +121,7 @@ pub struct RelayHub {
     /// Open relay streams per cluster.
     open: Arc<Mutex<HashMap<String, usize>>>,
     next_conn: AtomicU64,
+    #[cfg(feature = "testing")]
     pub faults: RelayFaults,
 }
 
@@ -144,6 +147,7 @@ impl RelayHub {
             jobs: Mutex::new(HashMap::new()),
             open: Arc::default(),
             next_conn: AtomicU64::new(1),
+            #[cfg(feature = "testing")]
             faults: RelayFaults::default(),
         }
     }
@@ -511,6 +515,7 @@ impl RelayHub {
         p.first_chunk.get_or_insert_with(Instant::now);
         drop(p);
         crate::metrics::get().relayed(n);
+        #[cfg(feature = "testing")]
         if !c.data.is_empty()
             && !c.more
             && self

@@ -3,5 +3,7 @@
 mod hub;
 mod transfers;
 
-pub use hub::{MAX_STREAMS_PER_AGENT, Progress, RelayFaults, RelayHub, RelayService};
+#[cfg(feature = "testing")]
+pub use hub::RelayFaults;
+pub use hub::{MAX_STREAMS_PER_AGENT, Progress, RelayHub, RelayService};
 pub use transfers::TransfersApi;
