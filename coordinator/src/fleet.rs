@@ -110,9 +110,22 @@ impl Fleet {
         Ok(f(map))
     }
 
-    /// Writes an agent's record to the store, then to memory.
+    /// Writes an agent's record to the store, then to memory. What the
+    /// store already holds but for the session (state, session id,
+    /// address, times) is not waited on the disk for: the agent tells it
+    /// again when it registers. A new agent, or new facts, version or
+    /// capabilities, are written durably.
     fn put_agent(&self, info: pb::AgentInfo) -> Result<()> {
-        self.store.put_agent(&info)?;
+        let same = self.agent_record(&info.cluster_id)?.is_some_and(|k| {
+            k.facts == info.facts
+                && k.capabilities == info.capabilities
+                && k.agent_version == info.agent_version
+        });
+        if same {
+            self.store.note_agent(&info)?;
+        } else {
+            self.store.put_agent(&info)?;
+        }
         self.known(|map| map.insert(info.cluster_id.clone(), info))?;
         Ok(())
     }
@@ -197,7 +210,7 @@ impl Fleet {
             if register.in_flight.contains(&status.command_id) {
                 if status.state() != pb::CommandState::Running {
                     status.set_state(pb::CommandState::Running);
-                    self.store.update_command(&status)?;
+                    self.store.note_command(&status)?;
                 }
             } else {
                 self.deliver(&tx, &mut status).await?;
@@ -344,7 +357,9 @@ impl Fleet {
 
     async fn deliver(&self, tx: &Outbound, status: &mut pb::CommandStatus) -> Result<()> {
         status.deliveries += 1;
-        self.store.update_command(status)?;
+        // Bookkeeping, not waited on the disk for: a delivery lost in a
+        // crash is a command delivered again, which the agent runs once.
+        self.store.note_command(status)?;
         let command = pb::Command {
             id: status.command_id.clone(),
             spec: status.spec.clone(),
@@ -361,7 +376,7 @@ impl Fleet {
             && status.state() == pb::CommandState::Pending
         {
             status.set_state(pb::CommandState::Running);
-            self.store.update_command(&status)?;
+            self.store.note_command(&status)?;
         }
         Ok(())
     }

@@ -100,6 +100,18 @@ impl Store {
         each!(self, s => s.update_command(status))
     }
 
+    /// Records an open command's bookkeeping (a delivery counted, the
+    /// agent's acceptance) without waiting for the disk: the next durable
+    /// write makes it durable too. A crash that loses it loses nothing that
+    /// matters: an open command is delivered again, and an agent runs a
+    /// command id once. A finished command is always written durably.
+    pub fn note_command(&self, status: &pb::CommandStatus) -> Result<()> {
+        if is_finished(status) {
+            return self.update_command(status);
+        }
+        each!(self, s => s.note_command(status))
+    }
+
     /// Commands of a cluster that have not finished, oldest first.
     pub fn open_commands(&self, cluster: &str) -> Result<Vec<pb::CommandStatus>> {
         each!(self, s => s.open_commands(cluster))
@@ -107,6 +119,13 @@ impl Store {
 
     pub fn put_agent(&self, info: &pb::AgentInfo) -> Result<()> {
         each!(self, s => s.put_agent(info))
+    }
+
+    /// An agent's record without waiting for the disk (as
+    /// [`Store::note_command`]): for what the agent tells again each time it
+    /// registers — its session, its address, when it was seen.
+    pub fn note_agent(&self, info: &pb::AgentInfo) -> Result<()> {
+        each!(self, s => s.note_agent(info))
     }
 
     pub fn agents(&self) -> Result<Vec<pb::AgentInfo>> {

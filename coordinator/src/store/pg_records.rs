@@ -54,6 +54,20 @@ impl PgStore {
         .map(|_| ())
     }
 
+    /// [`Self::put_record`] whose commit does not wait for the WAL flush
+    /// (durable with the next write that does, or the WAL writer's next
+    /// flush, a fraction of a second later).
+    fn note_record<M: Message>(&self, t: &Records, key: &str, record: &M) -> Result<()> {
+        self.write(vec![
+            Stmt::new("SET LOCAL synchronous_commit TO off", vec![]),
+            Stmt::stamped(
+                t.put,
+                vec![Value::text(key), Value::Bytes(record.encode_to_vec())],
+            ),
+        ])
+        .map(|_| ())
+    }
+
     fn get_record<M: Message + Default>(&self, t: &Records, key: &str) -> Result<Option<M>> {
         let rows = self.query(t.get, vec![Value::text(key)])?;
         match rows.into_iter().next() {
@@ -143,6 +157,11 @@ impl PgStore {
         self.write(stmts).map(|_| ())
     }
 
+    /// An open command's record, its commit not waiting for the WAL flush.
+    pub(super) fn note_command(&self, status: &pb::CommandStatus) -> Result<()> {
+        self.note_record(&COMMANDS, &status.command_id, status)
+    }
+
     pub(super) fn open_commands(&self, cluster: &str) -> Result<Vec<pb::CommandStatus>> {
         let mut out: Vec<pb::CommandStatus> = self
             .query(
@@ -163,6 +182,11 @@ impl PgStore {
 
     pub(super) fn put_agent(&self, info: &pb::AgentInfo) -> Result<()> {
         self.put_record(&AGENTS, &info.cluster_id, info)
+    }
+
+    /// An agent's record, its commit not waiting for the WAL flush.
+    pub(super) fn note_agent(&self, info: &pb::AgentInfo) -> Result<()> {
+        self.note_record(&AGENTS, &info.cluster_id, info)
     }
 
     pub(super) fn agents(&self) -> Result<Vec<pb::AgentInfo>> {

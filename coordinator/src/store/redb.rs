@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ferry_common::pb;
 use prost::Message;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{decode, event_key, is_finished};
 use crate::{Error, Result};
@@ -80,7 +80,16 @@ impl RedbStore {
         &self,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
     ) -> Result<T> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        self.write_with(Durability::Immediate, f)
+    }
+
+    fn write_with<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T> {
+        let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        tx.set_durability(durability).map_err(|e| self.err(e))?;
         let out = f(&tx).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(out)
@@ -149,6 +158,12 @@ impl RedbStore {
         })
     }
 
+    /// An open command's record, committed without waiting for the disk
+    /// (durable with the next durable commit).
+    pub(super) fn note_command(&self, status: &pb::CommandStatus) -> Result<()> {
+        self.put_record_with(Durability::None, COMMANDS, &status.command_id, status)
+    }
+
     /// Commands of a cluster that have not finished, oldest first.
     pub(super) fn open_commands(&self, cluster: &str) -> Result<Vec<pb::CommandStatus>> {
         let ids = self.read(|tx| {
@@ -174,6 +189,11 @@ impl RedbStore {
 
     pub(super) fn put_agent(&self, info: &pb::AgentInfo) -> Result<()> {
         self.put_record(AGENTS, &info.cluster_id, info)
+    }
+
+    /// An agent's record, committed without waiting for the disk.
+    pub(super) fn note_agent(&self, info: &pb::AgentInfo) -> Result<()> {
+        self.put_record_with(Durability::None, AGENTS, &info.cluster_id, info)
     }
 
     pub(super) fn agents(&self) -> Result<Vec<pb::AgentInfo>> {
@@ -296,8 +316,18 @@ type Records = TableDefinition<'static, &'static str, &'static [u8]>;
 
 impl RedbStore {
     fn put_record<M: Message>(&self, table: Records, key: &str, record: &M) -> Result<()> {
+        self.put_record_with(Durability::Immediate, table, key, record)
+    }
+
+    fn put_record_with<M: Message>(
+        &self,
+        durability: Durability,
+        table: Records,
+        key: &str,
+        record: &M,
+    ) -> Result<()> {
         let bytes = record.encode_to_vec();
-        self.write(|tx| {
+        self.write_with(durability, |tx| {
             tx.open_table(table)?.insert(key, bytes.as_slice())?;
             Ok(())
         })

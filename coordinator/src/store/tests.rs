@@ -101,6 +101,53 @@ fn commands_survive_reopen_and_leave_the_open_set_when_finished() -> anyhow::Res
     Ok(())
 }
 
+/// A noted delivery, acceptance or agent session is read back at once, lands with the
+/// next durable write, and a finished command noted is written durably and
+/// leaves the open set.
+#[test]
+fn a_noted_command_is_read_back_and_made_durable_by_the_next_write() -> anyhow::Result<()> {
+    for place in Place::both()? {
+        let on = place.name();
+        {
+            let store = place.open()?;
+            store.insert_command(&command("c1", "a", 1), None)?;
+            let mut running = command("c1", "a", 1);
+            running.deliveries = 2;
+            running.state = pb::CommandState::Running as i32;
+            store.note_command(&running)?;
+            assert_eq!(store.command("c1")?.map(|c| c.deliveries), Some(2), "{on}");
+            store.note_agent(&pb::AgentInfo {
+                cluster_id: "a".into(),
+                session_id: "s7".into(),
+                ..Default::default()
+            })?;
+            store.insert_command(&command("c2", "a", 2), None)?;
+        }
+        let store = place.open()?;
+        assert_eq!(
+            store.command("c1")?.map(|c| (c.deliveries, c.state)),
+            Some((2, pb::CommandState::Running as i32)),
+            "{on}: the later durable write carried it"
+        );
+        assert_eq!(
+            store
+                .agents()?
+                .into_iter()
+                .map(|a| a.session_id)
+                .collect::<Vec<_>>(),
+            ["s7"],
+            "{on}"
+        );
+        let mut done = command("c2", "a", 2);
+        done.state = pb::CommandState::Failed as i32;
+        store.note_command(&done)?;
+        drop(store);
+        let store = place.open()?;
+        assert_eq!(open_ids(&store, "a")?, ["c1"], "{on}");
+    }
+    Ok(())
+}
+
 #[test]
 fn migration_events_and_audit_append_in_order_and_survive_reopen() -> anyhow::Result<()> {
     for place in Place::both()? {
