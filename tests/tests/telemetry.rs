@@ -413,3 +413,66 @@ async fn the_coordinator_exports_step_session_and_relay_telemetry() -> anyhow::R
     }
     Ok(())
 }
+
+/// A step that fails exports its end with the kind of error the agent
+/// reported: a Velero backup that ends PartiallyFailed is the cluster's
+/// state refusing the step (`precondition`), not Ferry's fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_steps_metric_carries_its_error_kind() -> anyhow::Result<()> {
+    ferry_tests::init_logs();
+    let collector = Collector::default();
+    let endpoint = collector.start().await?;
+    let w = World::new(&["a", "b"], &["admin"])?;
+    let a = cluster(&w, "a", Site::source("a.example.com")).await?;
+    let b = cluster(&w, "b", Site::target("b.example.com")).await?;
+    let export = ["--otlp-endpoint", endpoint.as_str()];
+    let often = [("OTEL_METRIC_EXPORT_INTERVAL", "300")];
+    let _c = w.coordinator_with_env(&["admin=operator"], &export, &often)?;
+    let _agent_a = agent_with(&w, "a", &a, &[], &[])?;
+    let _agent_b = agent_with(&w, "b", &b, &[], &[])?;
+    w.all_connected(&["a", "b"], Duration::from_secs(30))
+        .await?;
+    a.velero_faults()
+        .fail_next_backup("a volume snapshot failed (injected)");
+    migrations(&w, "admin")
+        .await?
+        .start_migration(Request::new(request("m9", "a", "b")))
+        .await?;
+    let m = wait_until(&w, "m9", Duration::from_secs(120), "the failure", |m| {
+        m.state == pb::MigrationState::Failed as i32
+    })
+    .await?;
+    let failed = m
+        .steps
+        .iter()
+        .find(|s| s.state == pb::StepState::Failed as i32)
+        .context("no failed step")?;
+    assert_eq!(failed.name, "backup", "{m:#?}");
+
+    let want = [
+        ("step", "backup"),
+        ("outcome", "failed"),
+        ("error_kind", "precondition"),
+    ];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = collector.metrics();
+        if latest(&metrics, "ferry.migration.steps", &want) == Some(1.0) {
+            assert_eq!(
+                histogram_count(&metrics, "ferry.migration.step.duration", &want),
+                1
+            );
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no export of the failed backup with its kind: {:?}",
+            metrics
+                .iter()
+                .filter(|m| m.name == "ferry.migration.steps")
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
