@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod background;
 pub mod call;
 pub mod config;
 pub mod error;

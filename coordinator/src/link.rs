@@ -10,6 +10,7 @@ use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{Authorizer, peer};
+use crate::background::Background;
 use crate::fleet::Fleet;
 
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(15);
@@ -18,11 +19,18 @@ pub struct LinkService {
     fleet: Arc<Fleet>,
     /// Audits the sessions it refuses.
     auth: Arc<Authorizer>,
+    /// Where each session's reader runs: it ends with its session (the
+    /// fleet ends sessions when the drain starts) and records the close.
+    background: Background,
 }
 
 impl LinkService {
-    pub fn new(fleet: Arc<Fleet>, auth: Arc<Authorizer>) -> Self {
-        Self { fleet, auth }
+    pub fn new(fleet: Arc<Fleet>, auth: Arc<Authorizer>, background: Background) -> Self {
+        Self {
+            fleet,
+            auth,
+            background,
+        }
     }
 }
 
@@ -80,7 +88,7 @@ impl AgentLink for LinkService {
         let opened = self.fleet.open_session(register, peer.remote).await?;
         let fleet = self.fleet.clone();
         let (session_id, cancel, ack_tx) = (opened.session_id, opened.cancel.clone(), opened.tx);
-        tokio::spawn(async move {
+        self.background.spawn_work(async move {
             loop {
                 let msg = tokio::select! {
                     _ = cancel.cancelled() => break,

@@ -33,6 +33,7 @@ use tonic::codegen::{Service, http};
 use tonic::server::NamedService;
 
 use crate::api::FleetApi;
+use crate::background::{self, Background};
 use crate::lease::Lease;
 use crate::link::LinkService;
 use crate::load::{LoadDataService, LoadsApi};
@@ -53,6 +54,8 @@ pub struct Replica {
     deposed: CancellationToken,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
+    /// What a leader runs besides calls (empty on a standby).
+    background: Background,
     grace: Duration,
     readiness: Readiness,
     http: Option<(HttpServer, CancellationToken)>,
@@ -68,10 +71,7 @@ impl Replica {
     /// its lease go at the end, so a standby takes over without waiting.
     pub async fn shutdown(self) {
         self.readiness.set_not_ready("shutting down");
-        self.shutdown.cancel();
-        if tokio::time::timeout(self.grace, self.task).await.is_err() {
-            tracing::warn!(grace = ?self.grace, "calls still running at the end of the grace period; exiting anyway");
-        }
+        background::shut_down(&self.background, &self.shutdown, self.task, self.grace).await;
         if let Some((http, stop)) = self.http {
             stop.cancel();
             http.stopped().await;
@@ -124,11 +124,13 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Replica> {
         None => None,
     };
     let conns = incoming(listener, tls, shutdown.child_token());
+    let background = Background::new();
     let run = Run {
         config: config.clone(),
         store,
         lease,
         health,
+        background: background.clone(),
         shutdown: shutdown.clone(),
         deposed: deposed.clone(),
         readiness: readiness.clone(),
@@ -145,6 +147,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Replica> {
         deposed,
         shutdown,
         task,
+        background,
         grace: config.grace,
         readiness,
         http,
@@ -156,6 +159,7 @@ struct Run {
     store: Store,
     lease: Lease,
     health: tonic_health::server::HealthReporter,
+    background: Background,
     shutdown: CancellationToken,
     deposed: CancellationToken,
     readiness: Readiness,
@@ -194,17 +198,20 @@ impl Run {
         self.readiness
             .set_not_ready("taking over: resuming migrations");
         let Services { router, .. } = {
-            let (config, store, shutdown) = (
+            let (config, store, shutdown, background) = (
                 self.config.clone(),
                 self.store.clone(),
                 self.shutdown.clone(),
+                self.background.clone(),
             );
             // Resuming reads the store (blocking calls): off the runtime's workers.
-            tokio::task::spawn_blocking(move || services(&config, store, &shutdown, health_service))
-                .await
-                .map_err(|e| Error::Invalid(format!("starting the services: {e}")))
-                .and_then(|r| r)
-                .map_err(failed)?
+            tokio::task::spawn_blocking(move || {
+                services(&config, store, &shutdown, &background, health_service)
+            })
+            .await
+            .map_err(|e| Error::Invalid(format!("starting the services: {e}")))
+            .and_then(|r| r)
+            .map_err(failed)?
         };
         let (health, readiness) = (self.health.clone(), self.readiness.clone());
         set_health(&health, true).await;
@@ -230,6 +237,8 @@ impl Run {
                 readiness.set_not_ready("deposed: another coordinator replica leads");
                 set_health(&health, false).await;
                 self.shutdown.cancel();
+                self.background.stop_streams();
+                self.background.work_stopped().cancel();
                 return Ok(());
             }
         }

@@ -22,6 +22,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::api::FleetApi;
 use crate::auth::Authorizer;
+use crate::background::{self, Background};
 use crate::fleet::Fleet;
 use crate::link::LinkService;
 use crate::load::{LoadDataService, LoadHub, LoadsApi};
@@ -38,6 +39,7 @@ pub struct RunningCoordinator {
     pub http_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
+    background: Background,
     grace: std::time::Duration,
     readiness: Readiness,
     http: Option<(HttpServer, CancellationToken)>,
@@ -49,16 +51,15 @@ impl RunningCoordinator {
         format!("https://{}", self.addr)
     }
 
-    /// Ordered shutdown: stop accepting, end agent sessions (they redial
-    /// elsewhere), let calls in progress drain within the grace period.
-    /// `/readyz` answers 503 from the start of it, and the HTTP endpoint
-    /// stops last, so probes see the drain.
+    /// Ordered shutdown ([`background::shut_down`]): stop accepting, end
+    /// agent sessions (they redial elsewhere) and streams, let calls in
+    /// progress drain within the grace period, then stop background work
+    /// (migration drivers, followers) and wait for every task. `/readyz`
+    /// answers 503 from the start of it, and the HTTP endpoint stops last,
+    /// so probes see the drain.
     pub async fn shutdown(self) {
         self.readiness.set_not_ready("shutting down");
-        self.shutdown.cancel();
-        if tokio::time::timeout(self.grace, self.task).await.is_err() {
-            tracing::warn!(grace = ?self.grace, "calls still running at the end of the grace period; exiting anyway");
-        }
+        background::shut_down(&self.background, &self.shutdown, self.task, self.grace).await;
         if let Some((http, stop)) = self.http {
             stop.cancel();
             http.stopped().await;
@@ -79,11 +80,12 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
     let addr = local_addr(config, &listener)?;
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, true).await;
+    let background = Background::new();
     let Services {
         router,
         fleet,
         relay,
-    } = services(config, store, &shutdown, health_service)?;
+    } = services(config, store, &shutdown, &background, health_service)?;
     // Separate from `shutdown`: the endpoint outlives the drain.
     let http_stop = CancellationToken::new();
     let readiness = Readiness::not_ready("starting");
@@ -126,6 +128,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
         http_addr: http.as_ref().map(|(server, _)| server.addr),
         shutdown,
         task,
+        background,
         grace: config.grace,
         readiness,
         http,
@@ -195,13 +198,16 @@ pub(crate) struct Services {
 
 /// Builds the fleet, relay, loads and the migration engine (which resumes
 /// every migration the store says was in progress) and their router.
+/// `shutdown` ends agent sessions; every task they spawn runs in
+/// `background`.
 pub(crate) fn services<H: Health>(
     config: &CoordinatorConfig,
     store: Store,
     shutdown: &CancellationToken,
+    background: &Background,
     health_service: HealthServer<H>,
 ) -> Result<Services> {
-    let relay = Arc::new(RelayHub::new(store.clone()));
+    let relay = Arc::new(RelayHub::new(store.clone(), background.clone()));
     let fleet = Arc::new(Fleet::new(
         store.clone(),
         config.heartbeat,
@@ -211,15 +217,22 @@ pub(crate) fn services<H: Health>(
     crate::metrics::observe_sessions(Arc::downgrade(&fleet));
     // Every refused call is audited: who, what, why.
     let auth = Arc::new(Authorizer::new(&config.roles).with_audit(store.clone()));
-    let transfers = TransfersApi::new(fleet.clone(), relay.clone(), store.clone(), auth.clone())?;
-    let load_hub = Arc::new(LoadHub::default());
-    let loads = LoadsApi::new(fleet.clone(), load_hub.clone(), store.clone(), auth.clone())?;
-    let engine = Engine::new(
-        store,
+    let transfers = TransfersApi::new(
         fleet.clone(),
-        transfers.clone(),
-        shutdown.child_token(),
+        relay.clone(),
+        store.clone(),
+        auth.clone(),
+        background.clone(),
     )?;
+    let load_hub = Arc::new(LoadHub::default());
+    let loads = LoadsApi::new(
+        fleet.clone(),
+        load_hub.clone(),
+        store.clone(),
+        auth.clone(),
+        background.clone(),
+    )?;
+    let engine = Engine::new(store, fleet.clone(), transfers.clone(), background.clone())?;
     let migrations = MigrationsApi::new(engine, auth.clone());
 
     // What each service accepts from a peer: what it needs, no more
@@ -236,8 +249,12 @@ pub(crate) fn services<H: Health>(
         .add_service(health_service)
         .add_service(reflection()?)
         .add_service(
-            AgentLinkServer::new(LinkService::new(fleet.clone(), auth.clone()))
-                .max_decoding_message_size(LINK_MESSAGE),
+            AgentLinkServer::new(LinkService::new(
+                fleet.clone(),
+                auth.clone(),
+                background.clone(),
+            ))
+            .max_decoding_message_size(LINK_MESSAGE),
         )
         .add_service(
             FleetServer::new(FleetApi::new(fleet.clone(), auth.clone()))
@@ -251,6 +268,7 @@ pub(crate) fn services<H: Health>(
             LoadDataServer::new(LoadDataService {
                 hub: load_hub,
                 auth: auth.clone(),
+                background: background.clone(),
             })
             .max_decoding_message_size(CONTROL_MESSAGE)
             .max_encoding_message_size(LOAD_MESSAGE),

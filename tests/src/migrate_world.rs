@@ -193,6 +193,19 @@ pub async fn wait_until(
     anyhow::bail!("{what} did not happen within {timeout:?}; last seen: {last:#?}")
 }
 
+/// The step `name` is running and has made progress (items or bytes).
+pub fn under_way(name: &str) -> impl Fn(&pb::Migration) -> bool + '_ {
+    move |m| {
+        m.steps.iter().any(|s| {
+            s.name == name
+                && s.state == pb::StepState::Running as i32
+                && s.progress
+                    .as_ref()
+                    .is_some_and(|p| p.items_done > 0 || p.bytes_done > 0)
+        })
+    }
+}
+
 pub fn ended(m: &pb::Migration) -> bool {
     ferry_coordinator::migrate::is_terminal(m.state)
 }

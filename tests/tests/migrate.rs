@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use ferry_common::pb;
 use ferry_coordinator::migrate::plan::PHASES;
+use ferry_sandbox::cluster::SandboxCluster;
 use ferry_sandbox::fixture::{
     BSL_PREFIX, DEFAULT_BSL, DEFAULT_STORAGE_CLASS, Sizes, StorageClassSpec,
 };
@@ -13,8 +14,8 @@ use ferry_sandbox::k8s::Gvr;
 use ferry_sandbox::velero::VELERO_NAMESPACE;
 use ferry_tests::migrate_world::{
     REGISTRY, Site, agent, backup_keys, both_agents, bucket_digests, channel, cluster, ended,
-    items, migrations, namespace_text, quiesced, realm_users, replicas, request, velero_names,
-    wait_until,
+    items, migrations, namespace_text, quiesced, realm_users, replicas, request, under_way,
+    velero_names, wait_until,
 };
 use ferry_tests::{World, eventually};
 
@@ -286,6 +287,51 @@ async fn a_registry_moves_verifies_and_rolls_back() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// SIGTERM in the middle of the backup: the coordinator stops accepting,
+/// drains, stops its migration driver and waits for every task it spawned,
+/// all within its grace period, and exits cleanly; started again, it
+/// resumes the migration, which verifies, with no Velero object made twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_coordinator_terminated_mid_migration_joins_its_tasks_and_resumes() -> anyhow::Result<()>
+{
+    ferry_tests::init_logs();
+    let w = World::new(&["a", "b"], &["admin"])?;
+    let a = cluster(&w, "a", Site::source("a.example.com")).await?;
+    let b = cluster(&w, "b", Site::target("b.example.com")).await?;
+    // The backup takes a while, so the signal lands inside it.
+    a.velero_faults().set_item_delay(Duration::from_millis(40));
+    let before_buckets = bucket_digests(&a).await?;
+    let grace = ["--grace", "4s"];
+    let mut coordinator = w.coordinator(&["admin=operator"], &grace)?;
+    let (_agent_a, _agent_b) = both_agents(&w, &a, &b).await?;
+    migrations(&w, "admin")
+        .await?
+        .start_migration(request("m12", "a", "b"))
+        .await?;
+    let backing_up = under_way("backup");
+    wait_until(&w, "m12", MIGRATION_TIMEOUT, "a backup", backing_up).await?;
+
+    // The grace period, and a margin for the process to start exiting.
+    let clean = coordinator.terminate(Duration::from_secs(4 + 3))?;
+    let log = coordinator.log_text();
+    assert!(clean, "no clean exit within the grace period:\n{log}");
+    assert_eq!(
+        coordinator.log_count(&["every background task joined"]),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        coordinator.log_count(&["still running at the end of the grace period"]),
+        0,
+        "{log}"
+    );
+
+    let _coordinator = w.coordinator(&["admin=operator"], &grace)?;
+    let m = wait_until(&w, "m12", MIGRATION_TIMEOUT, "the end", ended).await?;
+    assert_eq!(m.state, pb::MigrationState::Succeeded as i32, "{m:#?}");
+    made_once_and_copied(&a, &b, &m, &before_buckets).await
+}
+
 /// The coordinator is SIGKILLed at every step boundary (as soon as the test
 /// sees a step finish, before or while the next one starts) and in the
 /// middle of the backup, the transfer and a restore; restarted each time, it
@@ -390,6 +436,19 @@ async fn a_coordinator_killed_at_any_step_finishes_the_migration() -> anyhow::Re
             "never killed inside {name}: {kills:?}"
         );
     }
+    eprintln!("coordinator killed {} times: {kills:?}", kills.len());
+    made_once_and_copied(&a, &b, &m, &before_buckets).await
+}
+
+/// A verified migration made one Velero backup (its own) on A and one
+/// restore per phase on B, and B's buckets hold what A's did.
+async fn made_once_and_copied(
+    a: &SandboxCluster,
+    b: &SandboxCluster,
+    m: &pb::Migration,
+    before_buckets: &[(String, String, Vec<u8>)],
+) -> anyhow::Result<()> {
+    assert!(m.report.as_ref().is_some_and(|r| r.verified), "{m:#?}");
     assert_eq!(
         velero_names(&a.store(), "backups").await?,
         vec![m.backup_name.clone()]
@@ -398,8 +457,7 @@ async fn a_coordinator_killed_at_any_step_finishes_the_migration() -> anyhow::Re
         velero_names(&b.store(), "restores").await?.len(),
         PHASES.len()
     );
-    assert_eq!(bucket_digests(&b).await?, before_buckets);
-    eprintln!("coordinator killed {} times: {kills:?}", kills.len());
+    assert_eq!(bucket_digests(b).await?, before_buckets);
     Ok(())
 }
 
@@ -571,13 +629,13 @@ async fn a_cancel_mid_transfer_cleans_the_target_and_restores_the_source() -> an
         .await?
         .start_migration(request("m3", "a", "b"))
         .await?;
-    wait_until(&w, "m3", MIGRATION_TIMEOUT, "the transfer moving", |m| {
-        m.steps.iter().any(|s| {
-            s.name == "transfer"
-                && s.state == pb::StepState::Running as i32
-                && s.progress.as_ref().is_some_and(|p| p.bytes_done > 0)
-        })
-    })
+    wait_until(
+        &w,
+        "m3",
+        MIGRATION_TIMEOUT,
+        "the transfer moving",
+        under_way("transfer"),
+    )
     .await?;
     let out = w.ferry("admin", &["migrate", "cancel", "m3"])?;
     assert_eq!(

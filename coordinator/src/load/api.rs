@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::hub::{Live, LoadHub};
 use super::spec::{self, final_event, is_loaded, is_running, record_result};
 use crate::auth::{Authorizer, Role};
+use crate::background::Background;
 use crate::fleet::Fleet;
 use crate::store::{Store, is_finished};
 
@@ -35,6 +36,8 @@ struct Inner {
     hub: Arc<LoadHub>,
     store: Store,
     auth: Arc<Authorizer>,
+    /// Where its followers run.
+    background: Background,
 }
 
 impl LoadsApi {
@@ -45,16 +48,20 @@ impl LoadsApi {
         hub: Arc<LoadHub>,
         store: Store,
         auth: Arc<Authorizer>,
+        background: Background,
     ) -> crate::Result<Self> {
         let inner = Arc::new(Inner {
             fleet,
             hub,
             store,
             auth,
+            background,
         });
         for l in inner.store.loads()? {
             if is_running(l.state) {
-                tokio::spawn(follow(inner.clone(), l, None, None));
+                inner
+                    .background
+                    .spawn_work(follow(inner.clone(), l, None, None));
             }
         }
         Ok(Self { inner })
@@ -326,7 +333,12 @@ impl Loads for LoadsApi {
                     })),
                 };
                 let _ = tx.send(Ok(accepted)).await;
-                tokio::spawn(follow(self.inner.clone(), status, Some(live), Some(tx)));
+                self.inner.background.spawn_work(follow(
+                    self.inner.clone(),
+                    status,
+                    Some(live),
+                    Some(tx),
+                ));
             }
         }
         Ok(Response::new(Box::pin(

@@ -128,6 +128,8 @@ pub struct LoadDataService {
     pub hub: Arc<LoadHub>,
     /// Audits the pulls it refuses.
     pub auth: Arc<crate::auth::Authorizer>,
+    /// Where the agents' progress readers run.
+    pub background: crate::background::Background,
 }
 
 type PullStream = Pin<Box<dyn Stream<Item = Result<pb::LoadPullDown, Status>> + Send>>;
@@ -194,7 +196,7 @@ impl LoadData for LoadDataService {
                 .audit_refusal_by(&who, "load.pull", &hello.load_id, taken)?;
         tracing::info!(load = %hello.load_id, %cluster, "agent pulling load");
         let progress_of = entry.clone();
-        tokio::spawn(async move {
+        self.background.spawn_stream(async move {
             while let Ok(Some(m)) = inbound.message().await {
                 if let Some(load_pull_up::Msg::Progress(p)) = m.msg {
                     let mut live = lock(&progress_of.progress);

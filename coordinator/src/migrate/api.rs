@@ -148,7 +148,7 @@ impl Migrations for MigrationsApi {
         let logged = self.engine.events(&r.migration_id, r.after_seq)?;
         let engine = self.engine.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move {
+        self.engine.background().spawn_stream(async move {
             let mut seen = r.after_seq;
             for e in logged {
                 seen = seen.max(e.seq);

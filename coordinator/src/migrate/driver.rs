@@ -18,6 +18,7 @@ use super::lifecycle::{self as life, At, Next};
 use super::refs::Actor;
 use super::request::MigrationRequest;
 use super::steps::{self, Context, StepError};
+use crate::background::Background;
 use crate::fleet::Fleet;
 use crate::metrics;
 use crate::relay::TransfersApi;
@@ -32,7 +33,10 @@ pub struct Driver {
     /// Migrations with a running loop, and the token that cancels the
     /// forward part of the run.
     runs: Mutex<HashMap<String, CancellationToken>>,
+    /// Cancelled when background work stops (after calls drained).
     shutdown: CancellationToken,
+    /// Where the drivers run, so shutdown waits for each.
+    pub background: Background,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -47,14 +51,15 @@ impl Driver {
         journal: Journal,
         fleet: Arc<Fleet>,
         transfers: TransfersApi,
-        shutdown: CancellationToken,
+        background: Background,
     ) -> Self {
         Self {
             journal,
             fleet,
             transfers,
             runs: Mutex::new(HashMap::new()),
-            shutdown,
+            shutdown: background.work_stopped().clone(),
+            background,
         }
     }
 
@@ -71,7 +76,8 @@ impl Driver {
         };
         let driver = self.clone();
         let id = id.to_string();
-        tokio::spawn(async move { driver.run(id, token).await });
+        self.background
+            .spawn_work(async move { driver.run(id, token).await });
     }
 
     /// Stops the forward step a migration is running, if any.
@@ -83,7 +89,9 @@ impl Driver {
 
     async fn run(self: Arc<Self>, id: String, token: CancellationToken) {
         loop {
-            if self.shutdown.is_cancelled() {
+            // A draining coordinator starts no step (its agents' sessions
+            // are ending); the migration resumes where it is.
+            if self.shutdown.is_cancelled() || self.fleet.stopping() {
                 lock(&self.runs).remove(&id);
                 return;
             }
@@ -197,18 +205,26 @@ impl Driver {
                     name,
                 );
                 let work = steps::execute(&cx).instrument(span);
+                // Shutdown first: a run's token is cancelled with it, and
+                // a stopping coordinator records no outcome (the step runs
+                // again when it resumes).
                 let outcome = if at.rollback {
                     tokio::select! {
-                        r = work => r,
+                        biased;
                         _ = self.shutdown.cancelled() => return,
+                        r = work => r,
                     }
                 } else {
                     tokio::select! {
-                        r = work => r,
-                        _ = token.cancelled() => Err(StepError::Cancelled),
+                        biased;
                         _ = self.shutdown.cancelled() => return,
+                        _ = token.cancelled() => Err(StepError::Cancelled),
+                        r = work => r,
                     }
                 };
+                if matches!(outcome, Err(StepError::ShuttingDown)) {
+                    return;
+                }
                 (outcome, cx.last_progress())
             }
             (Err(e), _) => (
@@ -249,6 +265,8 @@ impl Driver {
                 self.journal
                     .audit(&actor, "step-finished", id, format!("{name}: {detail}"));
             }
+            // Not an outcome (`run_step` returns before it): nothing to journal.
+            Err(StepError::ShuttingDown) => {}
             Err(StepError::Cancelled) => {
                 let _ = self
                     .journal

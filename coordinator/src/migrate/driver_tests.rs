@@ -8,6 +8,7 @@ use ferry_common::pb::{self, MigrationState as MS, StepState as SS};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authorizer;
+use crate::background::Background;
 use crate::fleet::Fleet;
 use crate::migrate::journal::Journal;
 use crate::migrate::refs::Actor;
@@ -45,13 +46,15 @@ async fn a_resumed_migration_whose_agent_is_unknown_fails_its_step_by_name() -> 
         Duration::from_secs(15),
         shutdown.child_token(),
     ));
+    let background = Background::new();
     let transfers = TransfersApi::new(
         fleet.clone(),
-        Arc::new(RelayHub::new(store.clone())),
+        Arc::new(RelayHub::new(store.clone(), background.clone())),
         store.clone(),
         Arc::new(Authorizer::new(&[])),
+        background.clone(),
     )?;
-    let engine = Engine::new(store.clone(), fleet, transfers, shutdown.child_token())?;
+    let engine = Engine::new(store.clone(), fleet, transfers, background.clone())?;
     let mut events = engine.subscribe();
     let ended = tokio::time::timeout(Duration::from_secs(30), async {
         loop {

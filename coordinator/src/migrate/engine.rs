@@ -14,7 +14,6 @@ use std::sync::Arc;
 use ferry_common::pb;
 use ferry_common::time::unix_ms;
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
 
 use super::driver::Driver;
 use super::journal::Journal;
@@ -23,6 +22,7 @@ use super::plan;
 use super::preflight;
 use super::refs::Actor;
 use super::request::MigrationRequest;
+use crate::background::Background;
 use crate::fleet::Fleet;
 use crate::relay::TransfersApi;
 use crate::store::Store;
@@ -39,9 +39,14 @@ impl Engine {
         store: Store,
         fleet: Arc<Fleet>,
         transfers: TransfersApi,
-        shutdown: CancellationToken,
+        background: Background,
     ) -> Result<Self> {
-        let driver = Arc::new(Driver::new(Journal::new(store), fleet, transfers, shutdown));
+        let driver = Arc::new(Driver::new(
+            Journal::new(store),
+            fleet,
+            transfers,
+            background,
+        ));
         for m in driver.journal.list()? {
             if !lifecycle::is_terminal(m.state()) {
                 tracing::info!(migration = %m.migration_id, state = ?m.state(), "resuming migration");
@@ -53,6 +58,11 @@ impl Engine {
 
     fn journal(&self) -> &Journal {
         &self.driver.journal
+    }
+
+    /// Where the API's watch streams run.
+    pub fn background(&self) -> &Background {
+        &self.driver.background
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<pb::MigrationEvent> {

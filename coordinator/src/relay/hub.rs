@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::peer;
+use crate::background::Background;
 use crate::store::Store;
 
 /// Messages buffered per direction: chunks cross as frames of at most ~1 MiB,
@@ -121,6 +122,8 @@ pub struct RelayHub {
     /// Open relay streams per cluster.
     open: Arc<Mutex<HashMap<String, usize>>>,
     next_conn: AtomicU64,
+    /// Where its stream tasks run (stopped when the drain starts).
+    background: Background,
     #[cfg(feature = "testing")]
     pub faults: RelayFaults,
 }
@@ -141,12 +144,13 @@ enum Side {
 }
 
 impl RelayHub {
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, background: Background) -> Self {
         Self {
             store,
             jobs: Mutex::new(HashMap::new()),
             open: Arc::default(),
             next_conn: AtomicU64::new(1),
+            background,
             #[cfg(feature = "testing")]
             faults: RelayFaults::default(),
         }
@@ -342,7 +346,7 @@ impl Relay for RelayService {
             }));
         }
         let hub = self.hub.clone();
-        tokio::spawn(async move {
+        self.hub.background.spawn_stream(async move {
             let _permit = permit;
             while let Ok(Some(msg)) = inbound.message().await {
                 let down = match msg.msg {
@@ -407,7 +411,7 @@ impl Relay for RelayService {
             }
         }
         tracing::info!(transfer = %job_id, conn, "relay sink connected");
-        tokio::spawn(async move {
+        self.hub.background.spawn_stream(async move {
             let _permit = permit;
             while let Ok(Some(msg)) = inbound.message().await {
                 let up = match msg.msg {
@@ -468,7 +472,7 @@ impl RelayHub {
     pub fn finish_source(&self, job_id: &str, counts: Option<pb::TransferCounts>) {
         let job = self.job(job_id);
         *lock(&job.finished) = Some(counts);
-        tokio::spawn(async move {
+        self.background.spawn_stream(async move {
             let finished = source_down::Msg::Finished(pb::RelayFinished { counts });
             deliver(
                 &job.source,
@@ -485,7 +489,7 @@ impl RelayHub {
     pub fn abort(&self, job_id: &str, message: String) {
         let job = self.job(job_id);
         let failure = pb::RelayFailure { message };
-        tokio::spawn(async move {
+        self.background.spawn_stream(async move {
             let to_source = deliver(
                 &job.source,
                 pb::SourceDown {
@@ -499,10 +503,10 @@ impl RelayHub {
                 },
             );
             // Whichever side is alive takes it; the other is already done.
+            // Neither may come back: the task ends with the drain.
             tokio::select! {
                 _ = to_source => {}
                 _ = to_sink => {}
-                _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
             }
         });
     }

@@ -17,6 +17,7 @@ use tracing::Instrument;
 use super::RelayHub;
 use crate::Error;
 use crate::auth::{Authorizer, Role};
+use crate::background::Background;
 use crate::call;
 use crate::fleet::{Fleet, FleetEvent, new_id};
 use crate::store::Store;
@@ -38,6 +39,8 @@ struct Inner {
     auth: Arc<Authorizer>,
     /// The id of each transfer whose end was just recorded.
     ended: broadcast::Sender<String>,
+    /// Where its followers run.
+    background: Background,
 }
 
 impl TransfersApi {
@@ -47,6 +50,7 @@ impl TransfersApi {
         hub: Arc<RelayHub>,
         store: Store,
         auth: Arc<Authorizer>,
+        background: Background,
     ) -> crate::Result<Self> {
         let inner = Arc::new(Inner {
             fleet,
@@ -54,13 +58,15 @@ impl TransfersApi {
             store,
             auth,
             ended: broadcast::channel(1024).0,
+            background,
         });
         for t in inner.store.transfers()? {
             if t.state != pb::TransferState::Running as i32 {
                 continue;
             }
-            let inner = inner.clone();
-            tokio::spawn(async move {
+            let task = inner.clone();
+            inner.background.spawn_work(async move {
+                let inner = task;
                 // A start cut short between recording the transfer and
                 // sending both commands is completed first.
                 if t.source_command_id.is_empty() || t.target_command_id.is_empty() {
@@ -87,7 +93,9 @@ impl TransfersApi {
     pub async fn begin(&self, r: pb::StartTransferRequest) -> crate::Result<pb::TransferStatus> {
         let (status, created) = self.inner.start(r).await?;
         if created {
-            tokio::spawn(follow(self.inner.clone(), status.transfer_id.clone()));
+            self.inner
+                .background
+                .spawn_work(follow(self.inner.clone(), status.transfer_id.clone()));
         }
         Ok(status)
     }
@@ -385,24 +393,38 @@ async fn follow(inner: Arc<Inner>, id: String) {
         }
     };
     // Both sides run at once; when one fails the other is told, so it ends too.
-    let watchdog = tokio::spawn(report_lost_agent(inner.clone(), t.clone()));
-    let (target, source) = tokio::join!(
-        finish(
-            &inner,
-            &id,
-            Side::Sink,
-            t.target.as_ref(),
-            &t.target_command_id
-        ),
-        finish(
-            &inner,
-            &id,
-            Side::Source,
-            t.source.as_ref(),
-            &t.source_command_id
-        ),
-    );
-    watchdog.abort();
+    // The watchdog runs beside them in this task: it ends once it has told
+    // the hub an agent is lost (both sides then end too), or with them.
+    let (target, source) = {
+        let watchdog = report_lost_agent(inner.clone(), t.clone());
+        tokio::pin!(watchdog);
+        let both = async {
+            tokio::join!(
+                finish(
+                    &inner,
+                    &id,
+                    Side::Sink,
+                    t.target.as_ref(),
+                    &t.target_command_id
+                ),
+                finish(
+                    &inner,
+                    &id,
+                    Side::Source,
+                    t.source.as_ref(),
+                    &t.source_command_id
+                ),
+            )
+        };
+        tokio::pin!(both);
+        let mut watching = true;
+        loop {
+            tokio::select! {
+                r = &mut both => break r,
+                () = &mut watchdog, if watching => watching = false,
+            }
+        }
+    };
     let mut t = t;
     let mut errors = vec![];
     for (side, result) in [(Side::Sink, target), (Side::Source, source)] {

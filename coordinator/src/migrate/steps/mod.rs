@@ -30,6 +30,9 @@ pub enum StepError {
         message: String,
     },
     Cancelled,
+    /// The coordinator is shutting down: not an outcome, the step runs
+    /// again when it resumes.
+    ShuttingDown,
 }
 
 impl StepError {
@@ -43,7 +46,10 @@ impl StepError {
 
 impl From<crate::Error> for StepError {
     fn from(e: crate::Error) -> Self {
-        StepError::failed(e.kind(), e.to_string())
+        match e {
+            crate::Error::ShuttingDown(_) => StepError::ShuttingDown,
+            e => StepError::failed(e.kind(), e.to_string()),
+        }
     }
 }
 
