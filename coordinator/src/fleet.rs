@@ -486,6 +486,58 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// Resolves with the first of `clusters` whose agent has been away
+    /// longer than `--lost-after` (counted from now for one away already);
+    /// never, while each comes back in time. Woken by session changes and
+    /// by the one deadline due, not by looking again. `None` once the
+    /// coordinator stops.
+    pub async fn lost(&self, clusters: &[String]) -> Option<String> {
+        let mut events = self.subscribe();
+        // Since when each of them has been away.
+        let mut away: HashMap<String, tokio::time::Instant> = HashMap::new();
+        let look = |away: &mut HashMap<String, tokio::time::Instant>| {
+            for c in clusters {
+                if self.is_connected(c) {
+                    away.remove(c);
+                } else {
+                    away.entry(c.clone())
+                        .or_insert_with(tokio::time::Instant::now);
+                }
+            }
+        };
+        look(&mut away);
+        loop {
+            let first = away.iter().min_by_key(|(_, since)| **since);
+            let due = async {
+                match first {
+                    Some((c, since)) => {
+                        tokio::time::sleep_until(*since + self.lost_after).await;
+                        c.clone()
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                cluster = due => return Some(cluster),
+                () = self.stopped() => return None,
+                e = events.recv() => match e {
+                    Ok(FleetEvent::Session { cluster, connected }) if clusters.contains(&cluster) => {
+                        if connected {
+                            away.remove(&cluster);
+                        } else {
+                            away.entry(cluster).or_insert_with(tokio::time::Instant::now);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => look(&mut away),
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            }
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,

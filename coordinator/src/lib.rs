@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod background;
 pub mod call;
+pub mod changes;
 pub mod config;
 pub mod error;
 pub mod fleet;

@@ -3,6 +3,7 @@
 //! request id is derived from the load id and attempt, so a retried call
 //! never makes two commands for one attempt. A load id recorded as loaded
 //! answers from the record without reading the upload.
+use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,12 +20,13 @@ use super::hub::{Live, LoadHub};
 use super::spec::{self, final_event, is_loaded, is_running, record_result};
 use crate::auth::{Authorizer, Role};
 use crate::background::Background;
+use crate::call;
 use crate::fleet::Fleet;
-use crate::store::{Store, is_finished};
+use crate::store::Store;
 
 /// Who the fleet records as submitting a load's commands.
 const SUBMITTER: &str = "ferry-loads";
-/// How often progress goes to the client.
+/// How often, at most, progress goes to a client as the load's figures move.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 pub struct LoadsApi {
@@ -181,8 +183,8 @@ impl Inner {
 }
 
 /// Waits for an attempt's command, sending progress to `events` if a client
-/// is listening, and records how it ended — unless a later attempt of the
-/// same load has been recorded meanwhile.
+/// is listening (as the load's figures move), and records how it ended —
+/// unless a later attempt of the same load has been recorded meanwhile.
 async fn follow(
     inner: Arc<Inner>,
     mut status: pb::LoadStatus,
@@ -195,62 +197,35 @@ async fn follow(
         .as_ref()
         .map(|s| s.cluster_id.clone())
         .unwrap_or_default();
-    // Since when the load's agent has been away, and whether the client was
-    // told the load failed for it.
-    let mut away_since: Option<std::time::Instant> = None;
-    let mut given_up = false;
-    let mut events = events;
-    let ended = loop {
-        if status.command_id.is_empty() {
-            // The coordinator stopped between recording the attempt and sending it.
-            break None;
-        }
-        match inner.fleet.wait(&status.command_id, PROGRESS_EVERY).await {
-            Ok(c) if is_finished(&c) => break Some(c),
-            Ok(_) => {}
+    // Shared by the progress reports and the lost-agent report, which takes it.
+    let events = std::sync::Mutex::new(events);
+    let ended = if status.command_id.is_empty() {
+        // The coordinator stopped between recording the attempt and sending it.
+        None
+    } else {
+        let what = format!("load {id}");
+        let sent = call::awaiting(&inner.fleet, &status.command_id, &cluster, &what);
+        let output = tokio::select! {
+            r = sent.output(&inner.fleet, None, |_| {}) => r,
+            never = tell_progress(&inner, &status, &events) => match never {},
+            never = watch_lost(&inner, &status, &cluster, &events) => match never {},
+        };
+        match output {
+            // Recorded by the fleet as it ended: the outcome to record here.
+            Ok(_) | Err(crate::Error::Command { .. } | crate::Error::Protocol(_)) => {
+                match inner.fleet.command(&status.command_id) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::error!(load = %id, error = %e, "cannot read the load's command");
+                        return;
+                    }
+                }
+            }
+            // Not ended: a restarted coordinator follows it again.
             Err(e) => {
-                tracing::error!(load = %id, error = %e, "cannot follow load");
+                tracing::info!(load = %id, error = %e, "stopped following load");
                 return;
             }
-        }
-        if inner.fleet.is_connected(&cluster) {
-            away_since = None;
-        } else {
-            let since = *away_since.get_or_insert_with(std::time::Instant::now);
-            if !given_up && since.elapsed() > inner.fleet.lost_after() {
-                // Say so now rather than wait for an agent that may never
-                // come back; keep following, so that if it does come back
-                // and finishes, its outcome is recorded over this.
-                given_up = true;
-                let mut failed = status.clone();
-                failed.state = LoadState::Failed as i32;
-                failed.error = format!(
-                    "the agent of cluster {cluster} has been unreachable for more than {}s: the load \
-                     cannot finish without it and nothing is committed unless it comes back and \
-                     finishes; see `ferry load get {id}`, and start it again with `--id {id}` once \
-                     the agent is back",
-                    inner.fleet.lost_after().as_secs()
-                );
-                failed.finished_at_unix_ms = unix_ms();
-                tracing::warn!(load = %id, %cluster, "load's agent lost; the load is reported failed");
-                if let Ok(Some(current)) = inner.store.load(&id)
-                    && current.attempt == failed.attempt
-                    && let Err(e) = inner.store.put_load(&failed)
-                {
-                    tracing::error!(load = %id, error = %e, "cannot record the lost load");
-                }
-                if let Some(tx) = events.take() {
-                    let _ = tx.send(Ok(final_event(failed))).await;
-                }
-            }
-        }
-        if let Some(tx) = &events {
-            let progress = inner.progress(&status);
-            let event = pb::LoadEvent {
-                event: Some(load_event::Event::Progress(progress)),
-            };
-            // A client that went away does not stop the load; it can watch.
-            let _ = tx.try_send(Ok(event));
         }
     };
     match &ended {
@@ -275,9 +250,84 @@ async fn follow(
         }
         Err(e) => tracing::error!(load = %id, error = %e, "cannot read the load record"),
     }
+    inner.hub.changes.tell();
     tracing::info!(load = %id, state = ?status.state(), rows = status.rows, "load attempt ended");
-    if let Some(tx) = events {
+    if let Some(tx) = take_events(&events, true) {
         let _ = tx.send(Ok(final_event(status))).await;
+    }
+}
+
+type Events = std::sync::Mutex<Option<mpsc::Sender<Result<pb::LoadEvent, Status>>>>;
+
+/// Tells the client the load's figures as they move.
+async fn tell_progress(inner: &Inner, status: &pb::LoadStatus, events: &Events) -> Infallible {
+    let mut moved = inner.hub.changes.follow(PROGRESS_EVERY);
+    loop {
+        moved.changed().await;
+        if let Some(tx) = take_events(events, false) {
+            let event = pb::LoadEvent {
+                event: Some(load_event::Event::Progress(inner.progress(status))),
+            };
+            // A client that went away does not stop the load; it can watch.
+            let _ = tx.try_send(Ok(event));
+        }
+    }
+}
+
+/// Reports the load failed once its agent has been away too long (once).
+async fn watch_lost(
+    inner: &Inner,
+    status: &pb::LoadStatus,
+    cluster: &str,
+    events: &Events,
+) -> Infallible {
+    if let Some(lost) = inner.fleet.lost(&[cluster.to_string()]).await {
+        report_lost(inner, status, &lost, take_events(events, true)).await;
+    }
+    std::future::pending().await
+}
+
+/// The client's event channel, if it is still told anything: `take` ends
+/// the telling (the final event goes out through what is returned).
+fn take_events(events: &Events, take: bool) -> Option<mpsc::Sender<Result<pb::LoadEvent, Status>>> {
+    let mut guard = match events.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if take { guard.take() } else { guard.clone() }
+}
+
+/// Records the attempt failed because its agent has been away longer than
+/// `--lost-after`, and tells the client so, rather than have both wait for
+/// an agent that may never come back. Following goes on: if it comes back
+/// and finishes, its outcome is recorded over this.
+async fn report_lost(
+    inner: &Inner,
+    status: &pb::LoadStatus,
+    cluster: &str,
+    events: Option<mpsc::Sender<Result<pb::LoadEvent, Status>>>,
+) {
+    let id = &status.load_id;
+    let mut failed = status.clone();
+    failed.state = LoadState::Failed as i32;
+    failed.error = format!(
+        "the agent of cluster {cluster} has been unreachable for more than {}s: the load \
+         cannot finish without it and nothing is committed unless it comes back and \
+         finishes; see `ferry load get {id}`, and start it again with `--id {id}` once \
+         the agent is back",
+        inner.fleet.lost_after().as_secs()
+    );
+    failed.finished_at_unix_ms = unix_ms();
+    tracing::warn!(load = %id, %cluster, "load's agent lost; the load is reported failed");
+    if let Ok(Some(current)) = inner.store.load(id)
+        && current.attempt == failed.attempt
+        && let Err(e) = inner.store.put_load(&failed)
+    {
+        tracing::error!(load = %id, error = %e, "cannot record the lost load");
+    }
+    inner.hub.changes.tell();
+    if let Some(tx) = events {
+        let _ = tx.send(Ok(final_event(failed))).await;
     }
 }
 
@@ -378,16 +428,18 @@ impl Loads for LoadsApi {
             .auth
             .require(&req, Role::Viewer, "load.watch", &req.get_ref().load_id)?;
         let id = req.into_inner().load_id;
+        // Followed before the first read, so no change or end is missed.
+        let moved = self.inner.hub.changes.follow(PROGRESS_EVERY);
         let first = self.inner.status(&id)?;
         let inner = self.inner.clone();
-        let stream = futures::stream::unfold(Some(first), move |next| {
+        let stream = futures::stream::unfold(Some((first, moved)), move |next| {
             let inner = inner.clone();
             let id = id.clone();
             async move {
-                let current = next?;
+                let (current, mut moved) = next?;
                 let following = if is_running(current.state) {
-                    tokio::time::sleep(PROGRESS_EVERY).await;
-                    inner.status(&id).ok()
+                    moved.changed().await;
+                    inner.status(&id).ok().map(|s| (s, moved))
                 } else {
                     None
                 };

@@ -16,6 +16,7 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::peer;
+use crate::changes::Changes;
 
 /// Live figures of one load attempt.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +39,8 @@ pub struct Live {
 #[derive(Default)]
 pub struct LoadHub {
     live: Mutex<HashMap<String, Arc<Live>>>,
+    /// Told as any load's live figures move, and as a load's end is recorded.
+    pub changes: Changes,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -136,6 +139,7 @@ type PullStream = Pin<Box<dyn Stream<Item = Result<pb::LoadPullDown, Status>> + 
 
 fn chunk_down(
     entry: &Live,
+    changes: &Changes,
     item: Result<pb::LoadUpload, Status>,
 ) -> Result<pb::LoadPullDown, Status> {
     let msg = match item.map(|m| m.msg) {
@@ -143,6 +147,8 @@ fn chunk_down(
             let mut p = lock(&entry.progress);
             p.bytes_relayed += c.data.len() as u64;
             p.first_chunk.get_or_insert_with(Instant::now);
+            drop(p);
+            changes.tell();
             load_pull_down::Msg::Chunk(c)
         }
         Ok(Some(load_upload::Msg::End(e))) => load_pull_down::Msg::End(e),
@@ -196,6 +202,7 @@ impl LoadData for LoadDataService {
                 .audit_refusal_by(&who, "load.pull", &hello.load_id, taken)?;
         tracing::info!(load = %hello.load_id, %cluster, "agent pulling load");
         let progress_of = entry.clone();
+        let hub = self.hub.clone();
         self.background.spawn_stream(async move {
             while let Ok(Some(m)) = inbound.message().await {
                 if let Some(load_pull_up::Msg::Progress(p)) = m.msg {
@@ -203,10 +210,13 @@ impl LoadData for LoadDataService {
                     live.file = p.file;
                     live.rows = p.rows;
                     live.rows_written = p.rows_written;
+                    drop(live);
+                    hub.changes.tell();
                 }
             }
         });
-        let stream = upload.map(move |item| chunk_down(&entry, item));
+        let hub = self.hub.clone();
+        let stream = upload.map(move |item| chunk_down(&entry, &hub.changes, item));
         Ok(Response::new(Box::pin(stream)))
     }
 }

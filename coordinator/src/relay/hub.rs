@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::peer;
 use crate::background::Background;
+use crate::changes::Changes;
 use crate::store::Store;
 
 /// Messages buffered per direction: chunks cross as frames of at most ~1 MiB,
@@ -124,6 +125,8 @@ pub struct RelayHub {
     next_conn: AtomicU64,
     /// Where its stream tasks run (stopped when the drain starts).
     background: Background,
+    /// Told as any transfer's live figures move.
+    pub changes: Changes,
     #[cfg(feature = "testing")]
     pub faults: RelayFaults,
 }
@@ -151,6 +154,7 @@ impl RelayHub {
             open: Arc::default(),
             next_conn: AtomicU64::new(1),
             background,
+            changes: Changes::default(),
             #[cfg(feature = "testing")]
             faults: RelayFaults::default(),
         }
@@ -411,6 +415,7 @@ impl Relay for RelayService {
             }
         }
         tracing::info!(transfer = %job_id, conn, "relay sink connected");
+        let hub = self.hub.clone();
         self.hub.background.spawn_stream(async move {
             let _permit = permit;
             while let Ok(Some(msg)) = inbound.message().await {
@@ -423,17 +428,22 @@ impl Relay for RelayService {
                         p.counts.objects_total = n.objects + n.skipped_objects;
                         p.counts.objects_skipped = n.skipped_objects;
                         p.counts.bytes_skipped = n.skipped_bytes;
+                        drop(p);
+                        hub.changes.tell();
                         continue;
                     }
                     Some(sink_up::Msg::Committed(c)) => {
                         let mut p = lock(&job.progress);
                         p.counts.objects_moved += 1;
                         p.counts.bytes_moved += c.size;
+                        drop(p);
+                        hub.changes.tell();
                         continue;
                     }
                     Some(sink_up::Msg::Done(d)) => {
                         tracing::info!(transfer = %job_id, "relay sink has everything");
                         lock(&job.progress).done = d.counts;
+                        hub.changes.tell();
                         *lock(&job.finished) = Some(d.counts);
                         let finished =
                             source_down::Msg::Finished(pb::RelayFinished { counts: d.counts });
@@ -518,6 +528,7 @@ impl RelayHub {
         p.relayed_since_need += n;
         p.first_chunk.get_or_insert_with(Instant::now);
         drop(p);
+        self.changes.tell();
         crate::metrics::get().relayed(n);
         #[cfg(feature = "testing")]
         if !c.data.is_empty()

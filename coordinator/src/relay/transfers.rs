@@ -2,7 +2,6 @@
 //! and the source's — sent through the fleet with request ids derived from
 //! the transfer id, so starting the same transfer twice starts nothing new,
 //! and a restarted coordinator picks up the transfers it was following.
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +18,8 @@ use crate::Error;
 use crate::auth::{Authorizer, Role};
 use crate::background::Background;
 use crate::call;
-use crate::fleet::{Fleet, FleetEvent, new_id};
+use crate::changes::Paced;
+use crate::fleet::{Fleet, new_id};
 use crate::store::Store;
 
 /// Who the fleet records as submitting a transfer's commands.
@@ -108,6 +108,11 @@ impl TransfersApi {
     /// The ids of transfers as their ends are recorded.
     pub fn subscribe_ended(&self) -> broadcast::Receiver<String> {
         self.inner.ended.subscribe()
+    }
+
+    /// Wakes as running transfers' live figures move, at most once per `every`.
+    pub fn follow_changes(&self, every: Duration) -> Paced {
+        self.inner.hub.changes.follow(every)
     }
 
     /// Ends a running transfer: both sides are told and stop.
@@ -315,48 +320,10 @@ async fn report_lost_agent(inner: Arc<Inner>, t: pb::TransferStatus) {
         .flatten()
         .map(|s| s.cluster_id.clone())
         .collect();
-    let mut events = inner.fleet.subscribe();
+    let Some(cluster) = inner.fleet.lost(&clusters).await else {
+        return;
+    };
     let lost_after = inner.fleet.lost_after();
-    // Since when each of them has been away.
-    let mut away: HashMap<String, tokio::time::Instant> = HashMap::new();
-    let look = |away: &mut HashMap<String, tokio::time::Instant>| {
-        for c in &clusters {
-            if inner.fleet.is_connected(c) {
-                away.remove(c);
-            } else {
-                away.entry(c.clone())
-                    .or_insert_with(tokio::time::Instant::now);
-            }
-        }
-    };
-    look(&mut away);
-    let cluster = loop {
-        let first = away.iter().min_by_key(|(_, since)| **since);
-        let lost = async {
-            match first {
-                Some((c, since)) => {
-                    tokio::time::sleep_until(*since + lost_after).await;
-                    c.clone()
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            cluster = lost => break cluster,
-            e = events.recv() => match e {
-                Ok(FleetEvent::Session { cluster, connected }) if clusters.contains(&cluster) => {
-                    if connected {
-                        away.remove(&cluster);
-                    } else {
-                        away.entry(cluster).or_insert_with(tokio::time::Instant::now);
-                    }
-                }
-                Ok(_) => {}
-                Err(RecvError::Lagged(_)) => look(&mut away),
-                Err(RecvError::Closed) => return,
-            },
-        }
-    };
     let Ok(Some(mut current)) = inner.store.transfer(&t.transfer_id) else {
         return;
     };
@@ -464,6 +431,36 @@ async fn follow(inner: Arc<Inner>, id: String) {
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::TransferStatus, Status>> + Send>>;
 
+/// How often, at most, `WatchTransfer` sends a running transfer's figures.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+
+/// One `WatchTransfer` call: woken by the relay's figures moving and by
+/// transfers ending.
+struct Watch {
+    ended: broadcast::Receiver<String>,
+    moved: Paced,
+    inner: Arc<Inner>,
+    id: String,
+}
+
+impl Watch {
+    /// The transfer's status once it changed or ended; `None` when the
+    /// coordinator stops or the record cannot be read.
+    async fn next(&mut self) -> Option<pb::TransferStatus> {
+        loop {
+            tokio::select! {
+                () = self.moved.changed() => {}
+                e = self.ended.recv() => match e {
+                    Ok(id) if id != self.id => continue,
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return None,
+                },
+            }
+            return self.inner.status(&self.id).ok();
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Transfers for TransfersApi {
     #[tracing::instrument(skip_all, fields(transfer = %req.get_ref().transfer_id))]
@@ -515,22 +512,22 @@ impl Transfers for TransfersApi {
             &req.get_ref().transfer_id,
         )?;
         let id = req.into_inner().transfer_id;
-        let first = self.inner.status(&id)?;
-        let inner = self.inner.clone();
-        let stream = futures::stream::unfold(Some(first), move |next| {
-            let inner = inner.clone();
-            let id = id.clone();
-            async move {
-                let current = next?;
-                let ended = current.state != pb::TransferState::Running as i32;
-                let following = if ended {
-                    None
-                } else {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    inner.status(&id).ok()
-                };
-                Some((Ok(current), following))
-            }
+        // Subscribed before the first read, so no change or end is missed.
+        let watch = Watch {
+            ended: self.inner.ended.subscribe(),
+            moved: self.inner.hub.changes.follow(WATCH_EVERY),
+            inner: self.inner.clone(),
+            id,
+        };
+        let first = watch.inner.status(&watch.id)?;
+        let stream = futures::stream::unfold(Some((first, watch)), |next| async move {
+            let (current, mut watch) = next?;
+            let following = if current.state() == pb::TransferState::Running {
+                watch.next().await.map(|s| (s, watch))
+            } else {
+                None
+            };
+            Some((Ok(current), following))
         });
         Ok(Response::new(Box::pin(stream)))
     }

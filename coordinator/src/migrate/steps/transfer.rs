@@ -15,9 +15,10 @@ use crate::relay::TransfersApi;
 
 /// Transfers of one step running at once.
 const TRANSFERS_AT_ONCE: usize = 6;
-/// How often watchers are told the relayed bytes of a running transfer
-/// (the relay counts them live; nothing is journaled between a step's start
-/// and end). What the step does next waits on the transfers' ends.
+/// How often, at most, watchers are told the relayed bytes of the running
+/// transfers: the step wakes as the relay's figures move (nothing is
+/// journaled between a step's start and end), and to start more transfers
+/// as others end.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// How long a rollback waits for a cancelled transfer to stop.
 const TRANSFER_STOP_WAIT: Duration = Duration::from_secs(30);
@@ -38,7 +39,7 @@ pub async fn run(cx: &Context<'_>) -> StepResult {
         .collect();
     // Subscribed before any starts, so no end is missed.
     let mut ended = cx.transfers.subscribe_ended();
-    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    let mut relayed = cx.transfers.follow_changes(PROGRESS_EVERY);
     let mut started: Vec<usize> = vec![];
     let mut last = pb::StepProgress::default();
     loop {
@@ -118,7 +119,7 @@ pub async fn run(cx: &Context<'_>) -> StepResult {
             e = ended.recv() => if let Err(RecvError::Closed) = e {
                 return Err(crate::Error::ShuttingDown(cx.name.to_string()).into());
             },
-            _ = tick.tick() => {}
+            () = relayed.changed() => {}
         }
     }
 }
