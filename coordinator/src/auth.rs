@@ -8,6 +8,7 @@ use ferry_common::tls::PeerInfo;
 use ferry_common::{Identity, pb};
 use tonic::{Request, Status};
 
+use crate::error::denied;
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -163,14 +164,14 @@ impl Authorizer {
         match peer(req)?.identity {
             Identity::Client(name) => match self.roles.get(&name) {
                 Some(role) if *role >= needed => Ok(name),
-                Some(role) => Err(Status::permission_denied(format!(
+                Some(role) => Err(denied(format!(
                     "client {name} has role {role}; this call needs {needed}"
                 ))),
-                None => Err(Status::permission_denied(format!(
+                None => Err(denied(format!(
                     "client {name} has no role on this coordinator; an admin must add `--role {name}=viewer|operator|admin`"
                 ))),
             },
-            other => Err(Status::permission_denied(format!(
+            other => Err(denied(format!(
                 "{other} may not call the client API; use a client certificate (spiffe://ferry/client/<name>)"
             ))),
         }

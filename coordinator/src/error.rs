@@ -56,6 +56,10 @@ pub enum Error {
     UnknownTransfer(String),
     #[error("the coordinator is shutting down; {0} is picked up again when it restarts")]
     ShuttingDown(String),
+    /// The caller is known but may not do this (its role, or its kind of
+    /// identity); the message says what would be allowed.
+    #[error("{0}")]
+    Denied(String),
     /// A peer answered with something this build does not expect.
     #[error("{0}; agent and coordinator versions may differ")]
     Protocol(String),
@@ -76,6 +80,12 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The status of a refused caller: [`Error::Denied`]'s, as handlers that
+/// answer with a `Status` directly need it.
+pub fn denied(message: impl Into<String>) -> tonic::Status {
+    Error::Denied(message.into()).into()
+}
+
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
         // An error may embed a peer's own input: never echo it in full.
@@ -90,6 +100,7 @@ impl From<Error> for tonic::Status {
                 tonic::Status::failed_precondition(message)
             }
             Error::Invalid(_) => tonic::Status::invalid_argument(message),
+            Error::Denied(_) => tonic::Status::permission_denied(message),
             // Clients and agents retry UNAVAILABLE: the leader answers them.
             Error::Deposed { .. } | Error::ShuttingDown(_) | Error::NoAnswer { .. } => {
                 tonic::Status::unavailable(message)
@@ -128,6 +139,7 @@ impl Error {
             | Error::UnknownMigration(_)
             | Error::UnknownTransfer(_)
             | Error::AgentConnected(_)
+            | Error::Denied(_)
             | Error::Precondition(_) => ErrorKind::Precondition,
             Error::Deposed { .. }
             | Error::ShuttingDown(_)
@@ -184,6 +196,10 @@ mod tests {
         assert_eq!(
             tonic::Status::from(Error::ShuttingDown("backup".into())).code(),
             tonic::Code::Unavailable
+        );
+        assert_eq!(
+            tonic::Status::from(Error::Denied("client c has role viewer".into())).code(),
+            tonic::Code::PermissionDenied
         );
     }
 }

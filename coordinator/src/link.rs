@@ -56,7 +56,7 @@ impl AgentLink for LinkService {
             other => {
                 return Err(refuse(
                     "",
-                    Status::permission_denied(format!(
+                    crate::error::denied(format!(
                         "{other} may not open an agent session; agents use a spiffe://ferry/cluster/<id> certificate"
                     )),
                 ));
@@ -79,7 +79,7 @@ impl AgentLink for LinkService {
             tracing::warn!(%cluster, claimed = %register.cluster_id, "agent registered as another cluster; refused");
             return Err(refuse(
                 &register.cluster_id,
-                Status::permission_denied(format!(
+                crate::error::denied(format!(
                     "this certificate belongs to cluster {cluster}; it cannot register as cluster {:?}",
                     ferry_common::limits::shorten(&register.cluster_id)
                 )),

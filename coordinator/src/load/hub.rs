@@ -107,7 +107,7 @@ impl LoadHub {
             ))
         })?;
         if entry.cluster != cluster {
-            return Err(Status::permission_denied(format!(
+            return Err(crate::error::denied(format!(
                 "cluster {cluster} is not the target of load {load_id}"
             )));
         }
@@ -180,7 +180,7 @@ impl LoadData for LoadDataService {
         let cluster = match peer(&req)?.identity {
             Identity::Agent(c) => c,
             other => {
-                let status = Status::permission_denied(format!(
+                let status = crate::error::denied(format!(
                     "{other} may not pull a load; only the agent of the load's cluster may"
                 ));
                 self.auth.refused_by(&who, "load.pull", "", &status);

@@ -233,7 +233,7 @@ impl RelayHub {
                     &who,
                     action,
                     "",
-                    Status::permission_denied(format!("{other} may not open a relay stream")),
+                    crate::error::denied(format!("{other} may not open a relay stream")),
                 ));
             }
         };
@@ -265,7 +265,7 @@ impl RelayHub {
                 &who,
                 action,
                 &job_id,
-                Status::permission_denied(format!(
+                crate::error::denied(format!(
                     "cluster {cluster} is not the {} of transfer {job_id}",
                     if side == Side::Source {
                         "source"
