@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod relay;
 pub mod replica;
+pub mod seam;
 pub mod server;
 pub mod store;
 

@@ -19,6 +19,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    ferry_coordinator::seam::arm_from_env();
     let _telemetry = telemetry::init(&TelemetryConfig {
         service: "ferry-coordinator".into(),
         log_format: cli.config.log_format,

@@ -146,6 +146,28 @@ impl Proc {
         }
     }
 
+    /// Waits up to `within` for the process to exit by itself; its status,
+    /// or `None` if it is still running (it is left running).
+    pub fn wait_exit(
+        &mut self,
+        within: Duration,
+    ) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        let Some(c) = self.child.as_mut() else {
+            bail!("{} is not running", self.name)
+        };
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(s) = c.try_wait()? {
+                self.child = None;
+                return Ok(Some(s));
+            }
+            if std::time::Instant::now() > deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use ferry_common::pb::{self, migrations_client::MigrationsClient};
 use ferry_common::tls::TlsPaths;
+use ferry_coordinator::migrate::plan::PHASES;
 use ferry_sandbox::cluster::{ClusterOptions, SandboxCluster};
 use ferry_sandbox::fixture::{self, OBC_BUCKETS, Platform, Seed, bucket_name};
 use ferry_sandbox::k8s::{Gvr, Store};
@@ -348,6 +349,31 @@ pub async fn bucket_digests(c: &SandboxCluster) -> anyhow::Result<Vec<(String, S
         }
     }
     Ok(out)
+}
+
+/// A verified migration made one Velero backup (its own) on A and one
+/// restore per phase on B, and B's buckets hold what A's did before.
+pub async fn made_once_and_copied(
+    a: &SandboxCluster,
+    b: &SandboxCluster,
+    m: &pb::Migration,
+    before_buckets: &[(String, String, Vec<u8>)],
+) -> anyhow::Result<()> {
+    assert!(m.report.as_ref().is_some_and(|r| r.verified), "{m:#?}");
+    assert_eq!(
+        velero_names(&a.store(), "backups").await?,
+        vec![m.backup_name.clone()]
+    );
+    let restores = velero_names(&b.store(), "restores").await?;
+    let restore_steps = m
+        .steps
+        .iter()
+        .filter(|s| s.name.starts_with("restore-"))
+        .count();
+    assert_eq!(restore_steps, PHASES.len(), "{m:#?}");
+    assert_eq!(restores.len(), PHASES.len(), "{restores:?}");
+    assert_eq!(bucket_digests(b).await?, before_buckets);
+    Ok(())
 }
 
 /// Keys under a prefix of the backup bucket.

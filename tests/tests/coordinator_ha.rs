@@ -16,7 +16,7 @@ use ferry_coordinator::store::{RECORD_TABLES, Store};
 use ferry_sandbox::fixture::Sizes;
 use ferry_testkit::pg::TempPostgres;
 use ferry_tests::migrate_world::{
-    Site, both_agents, bucket_digests, cluster, ended, migrations, request, velero_names,
+    Site, both_agents, bucket_digests, cluster, ended, made_once_and_copied, migrations, request,
     wait_until,
 };
 use ferry_tests::{Proc, World, bin, eventually, free_port};
@@ -329,20 +329,7 @@ async fn the_standby_finishes_a_migration_whose_leader_was_killed() -> anyhow::R
             .find(|s| s.state == pb::StepState::Running as i32)
             .map(|s| &s.name)
     );
-    assert!(m.report.as_ref().is_some_and(|r| r.verified), "{m:#?}");
-    assert_eq!(
-        velero_names(&a.store(), "backups").await?,
-        vec![m.backup_name.clone()]
-    );
-    let restores = velero_names(&b.store(), "restores").await?;
-    let restore_steps = m
-        .steps
-        .iter()
-        .filter(|s| s.name.starts_with("restore-"))
-        .count();
-    assert_eq!(restores.len(), restore_steps, "{restores:?}");
-    assert_eq!(bucket_digests(&b).await?, before_buckets);
-    Ok(())
+    made_once_and_copied(&a, &b, &m, &before_buckets).await
 }
 
 /// The leader is paused (SIGSTOP) until the standby has taken the lease,

@@ -6,7 +6,6 @@ use std::time::Duration;
 use anyhow::Context;
 use ferry_common::pb;
 use ferry_coordinator::migrate::plan::PHASES;
-use ferry_sandbox::cluster::SandboxCluster;
 use ferry_sandbox::fixture::{
     BSL_PREFIX, DEFAULT_BSL, DEFAULT_STORAGE_CLASS, Sizes, StorageClassSpec,
 };
@@ -14,8 +13,8 @@ use ferry_sandbox::k8s::Gvr;
 use ferry_sandbox::velero::VELERO_NAMESPACE;
 use ferry_tests::migrate_world::{
     REGISTRY, Site, agent, backup_keys, both_agents, bucket_digests, channel, cluster, ended,
-    items, migrations, namespace_text, quiesced, realm_users, replicas, request, under_way,
-    velero_names, wait_until,
+    items, made_once_and_copied, migrations, namespace_text, quiesced, realm_users, replicas,
+    request, under_way, velero_names, wait_until,
 };
 use ferry_tests::{World, eventually};
 
@@ -438,27 +437,6 @@ async fn a_coordinator_killed_at_any_step_finishes_the_migration() -> anyhow::Re
     }
     eprintln!("coordinator killed {} times: {kills:?}", kills.len());
     made_once_and_copied(&a, &b, &m, &before_buckets).await
-}
-
-/// A verified migration made one Velero backup (its own) on A and one
-/// restore per phase on B, and B's buckets hold what A's did.
-async fn made_once_and_copied(
-    a: &SandboxCluster,
-    b: &SandboxCluster,
-    m: &pb::Migration,
-    before_buckets: &[(String, String, Vec<u8>)],
-) -> anyhow::Result<()> {
-    assert!(m.report.as_ref().is_some_and(|r| r.verified), "{m:#?}");
-    assert_eq!(
-        velero_names(&a.store(), "backups").await?,
-        vec![m.backup_name.clone()]
-    );
-    assert_eq!(
-        velero_names(&b.store(), "restores").await?.len(),
-        PHASES.len()
-    );
-    assert_eq!(bucket_digests(b).await?, before_buckets);
-    Ok(())
 }
 
 /// Every precondition that fails is refused by name, and nothing changes

@@ -253,6 +253,7 @@ impl Driver {
         let seconds = took.as_secs_f64();
         match outcome {
             Ok(detail) => {
+                crate::seam::crash_point("step-succeeded-unjournaled", name);
                 let r = self.journal.apply(id, |m| {
                     Ok(life::step_succeeded(m, at, &detail, progress, now))
                 });

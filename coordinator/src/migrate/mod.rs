@@ -20,7 +20,7 @@ pub mod verify;
 
 pub use api::MigrationsApi;
 pub use engine::Engine;
-pub use refs::Actor;
+pub use refs::{Actor, StepRef, parse_refs};
 pub use request::{MigrationRequest, Mode};
 
 /// Who the fleet records as submitting a migration's commands.

@@ -170,6 +170,7 @@ impl<'a> Context<'a> {
         );
         let spec = call::step_spec(self.id(), &self.request.registry, kind);
         let what = self.name.to_string();
+        crate::seam::crash_point("step-command-unsent", &what);
         let sent = call::send(self.fleet, cluster, spec, &request_id, SUBMITTER, &what).await?;
         self.add_ref(StepRef::Command(sent.command_id.clone()))?;
         let waiting = || {
