@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use ferry_common::http::{HttpServer, Readiness};
+use ferry_common::http::Readiness;
 use ferry_common::pb::{
     agent_link_server::AgentLinkServer, fleet_server::FleetServer,
     load_data_server::LoadDataServer, loads_server::LoadsServer,
@@ -39,7 +39,7 @@ use crate::link::LinkService;
 use crate::load::{LoadDataService, LoadsApi};
 use crate::migrate::MigrationsApi;
 use crate::relay::{RelayService, TransfersApi};
-use crate::server::{Services, bind, local_addr, reflection, services, set_health};
+use crate::server::{HttpEndpoint, Services, bind, local_addr, reflection, services, set_health};
 use crate::store::Store;
 use crate::{CoordinatorConfig, Error, Result};
 
@@ -58,7 +58,7 @@ pub struct Replica {
     background: Background,
     grace: Duration,
     readiness: Readiness,
-    http: Option<(HttpServer, CancellationToken)>,
+    http: HttpEndpoint,
 }
 
 impl Replica {
@@ -72,10 +72,7 @@ impl Replica {
     pub async fn shutdown(self) {
         self.readiness.set_not_ready("shutting down");
         background::shut_down(&self.background, &self.shutdown, self.task, self.grace).await;
-        if let Some((http, stop)) = self.http {
-            stop.cancel();
-            http.stopped().await;
-        }
+        self.http.stop().await;
     }
 }
 
@@ -109,20 +106,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Replica> {
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, false).await;
     let readiness = Readiness::not_ready("standby: another coordinator replica leads");
-    let http_stop = CancellationToken::new();
-    let http = match config.http_listen {
-        Some(listen) => Some((
-            ferry_common::http::serve(
-                listen,
-                readiness.clone(),
-                ferry_common::metrics::global(),
-                http_stop.clone(),
-            )
-            .await?,
-            http_stop,
-        )),
-        None => None,
-    };
+    let http = HttpEndpoint::start(config, &readiness).await?;
     let conns = incoming(listener, tls, shutdown.child_token());
     let background = Background::new();
     let run = Run {
@@ -143,7 +127,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Replica> {
     tracing::info!(%addr, store = %target, lease = ?config.lease, "coordinator replica listening, standing by");
     Ok(Replica {
         addr,
-        http_addr: http.as_ref().map(|(server, _)| server.addr),
+        http_addr: http.addr(),
         deposed,
         shutdown,
         task,

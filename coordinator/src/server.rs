@@ -42,7 +42,7 @@ pub struct RunningCoordinator {
     background: Background,
     grace: std::time::Duration,
     readiness: Readiness,
-    http: Option<(HttpServer, CancellationToken)>,
+    http: HttpEndpoint,
 }
 
 impl RunningCoordinator {
@@ -60,9 +60,40 @@ impl RunningCoordinator {
     pub async fn shutdown(self) {
         self.readiness.set_not_ready("shutting down");
         background::shut_down(&self.background, &self.shutdown, self.task, self.grace).await;
-        if let Some((http, stop)) = self.http {
+        self.http.stop().await;
+    }
+}
+
+/// The plain-HTTP endpoint of `--http-listen` for probes and Prometheus, if
+/// configured. It has its own stop, so it outlives the drain and probes see
+/// `/readyz` answer 503 through it.
+pub(crate) struct HttpEndpoint(Option<(HttpServer, CancellationToken)>);
+
+impl HttpEndpoint {
+    pub(crate) async fn start(config: &CoordinatorConfig, readiness: &Readiness) -> Result<Self> {
+        let Some(listen) = config.http_listen else {
+            return Ok(Self(None));
+        };
+        let stop = CancellationToken::new();
+        let server = ferry_common::http::serve(
+            listen,
+            readiness.clone(),
+            ferry_common::metrics::global(),
+            stop.clone(),
+        )
+        .await?;
+        Ok(Self(Some((server, stop))))
+    }
+
+    pub(crate) fn addr(&self) -> Option<SocketAddr> {
+        self.0.as_ref().map(|(server, _)| server.addr)
+    }
+
+    /// Stops the endpoint and waits until it has.
+    pub(crate) async fn stop(self) {
+        if let Some((server, stop)) = self.0 {
             stop.cancel();
-            http.stopped().await;
+            server.stopped().await;
         }
     }
 }
@@ -86,22 +117,8 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
         fleet,
         relay,
     } = services(config, store, &shutdown, &background, health_service)?;
-    // Separate from `shutdown`: the endpoint outlives the drain.
-    let http_stop = CancellationToken::new();
     let readiness = Readiness::not_ready("starting");
-    let http = match config.http_listen {
-        Some(listen) => Some((
-            ferry_common::http::serve(
-                listen,
-                readiness.clone(),
-                ferry_common::metrics::global(),
-                http_stop.clone(),
-            )
-            .await?,
-            http_stop,
-        )),
-        None => None,
-    };
+    let http = HttpEndpoint::start(config, &readiness).await?;
     let conns = incoming(listener, tls, shutdown.child_token());
     let stop = shutdown.clone();
     let serving = readiness.clone();
@@ -125,7 +142,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
         addr,
         fleet,
         relay,
-        http_addr: http.as_ref().map(|(server, _)| server.addr),
+        http_addr: http.addr(),
         shutdown,
         task,
         background,
