@@ -47,9 +47,13 @@ impl TempPostgres {
             .prefix("ferry-pg-")
             .tempdir()
             .context("creating a temporary directory for PostgreSQL")?;
+        // Whose it is, for the reaper of a later run (`reap_orphans`).
+        std::fs::write(dir.path().join(OWNER_FILE), std::process::id().to_string())
+            .context("writing the PostgreSQL directory's owner")?;
         if let Some(user) = &run_as {
             hand_over(dir.path(), user)?;
         }
+        reap_orphans(&bindir, run_as.as_deref(), dir.path());
         let mut pg = TempPostgres {
             dir: Some(dir),
             bindir,
@@ -220,26 +224,7 @@ impl TempPostgres {
 
     /// A command for one of the server binaries, as the server's OS user.
     fn command(&self, program: &str) -> Command {
-        let path = self.bindir.join(program);
-        match &self.run_as {
-            Some(user) if which("runuser").is_some() => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(path);
-                c
-            }
-            Some(user) => {
-                let mut c = Command::new("setpriv");
-                c.args([
-                    format!("--reuid={user}"),
-                    format!("--regid={user}"),
-                    "--init-groups".to_owned(),
-                    "--".to_owned(),
-                ])
-                .arg(path);
-                c
-            }
-            None => Command::new(path),
-        }
+        server_command(&self.bindir, self.run_as.as_deref(), program)
     }
 
     fn stop(&mut self) {
@@ -262,6 +247,69 @@ impl Drop for TempPostgres {
         if let Some(dir) = self.dir.take() {
             let _ = dir.close();
         }
+    }
+}
+
+/// A command for one of the server binaries in `bindir`, as `run_as`.
+fn server_command(bindir: &Path, run_as: Option<&str>, program: &str) -> Command {
+    let path = bindir.join(program);
+    match run_as {
+        Some(user) if which("runuser").is_some() => {
+            let mut c = Command::new("runuser");
+            c.args(["-u", user, "--"]).arg(path);
+            c
+        }
+        Some(user) => {
+            let mut c = Command::new("setpriv");
+            c.args([
+                format!("--reuid={user}"),
+                format!("--regid={user}"),
+                "--init-groups".to_owned(),
+                "--".to_owned(),
+            ])
+            .arg(path);
+            c
+        }
+        None => Command::new(path),
+    }
+}
+
+/// Names the process that made a cluster's directory.
+const OWNER_FILE: &str = "owner";
+
+/// Stops and removes the clusters of test processes that died without
+/// dropping theirs (a test killed by a timeout leaves its server running
+/// and its directory behind). Best effort: a failure leaves them as they were.
+fn reap_orphans(bindir: &Path, run_as: Option<&str>, ours: &Path) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let is_cluster = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with("ferry-pg-"));
+        if !is_cluster || dir == ours {
+            continue;
+        }
+        // No owner yet: being created right now (or older than owners).
+        let Ok(owner) = std::fs::read_to_string(dir.join(OWNER_FILE)) else {
+            continue;
+        };
+        let alive = owner
+            .trim()
+            .parse::<u32>()
+            .map_or(true, |pid| Path::new(&format!("/proc/{pid}")).exists());
+        if alive {
+            continue;
+        }
+        let _ = server_command(bindir, run_as, "pg_ctl")
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-m", "immediate", "-w", "-t", "30", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
@@ -396,6 +444,30 @@ mod tests {
         ports.sort_unstable();
         ports.dedup();
         assert_eq!(ports.len(), 3);
+        Ok(())
+    }
+
+    /// A cluster whose test process died is stopped and removed when the
+    /// next one starts; a live process's cluster is left alone.
+    #[test]
+    fn an_orphaned_cluster_is_reaped_by_the_next_start() -> anyhow::Result<()> {
+        let orphan = TempPostgres::start()?;
+        let live = TempPostgres::start()?;
+        // A process that has exited: its pid names no process now.
+        let mut gone = Command::new("true").spawn()?;
+        gone.wait()?;
+        std::fs::write(orphan.root().join(OWNER_FILE), gone.id().to_string())?;
+
+        let _next = TempPostgres::start()?;
+        assert!(
+            !orphan.root().exists(),
+            "the orphan's directory is still there"
+        );
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", orphan.port())).is_err(),
+            "the orphan's server still answers"
+        );
+        assert_eq!(live.psql("postgres", "SELECT 1")?.trim(), "1");
         Ok(())
     }
 }
