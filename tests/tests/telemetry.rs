@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferry_common::pb;
-use ferry_tests::World;
+use ferry_sandbox::cluster::SandboxCluster;
 use ferry_tests::migrate_world::{
     Site, agent_with, channel, cluster, ended, migrations, request, wait_until,
 };
+use ferry_tests::{Proc, World};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -183,8 +184,16 @@ fn histogram_count(metrics: &[Metric], name: &str, want: &[(&str, &str)]) -> u64
         .unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_coordinator_exports_step_session_and_relay_telemetry() -> anyhow::Result<()> {
+/// A collector; a coordinator and the agents of two sandbox clusters (`a`
+/// the source) exporting to it often, all connected.
+struct Exporting {
+    collector: Collector,
+    w: World,
+    a: SandboxCluster,
+    _processes: (SandboxCluster, [Proc; 3]),
+}
+
+async fn exporting() -> anyhow::Result<Exporting> {
     ferry_tests::init_logs();
     let collector = Collector::default();
     let endpoint = collector.start().await?;
@@ -196,11 +205,27 @@ async fn the_coordinator_exports_step_session_and_relay_telemetry() -> anyhow::R
         ("OTEL_METRIC_EXPORT_INTERVAL", "300"),
         ("OTEL_BSP_SCHEDULE_DELAY", "200"),
     ];
-    let _c = w.coordinator_with_env(&["admin=operator"], &export, &often)?;
-    let _agent_a = agent_with(&w, "a", &a, &export, &often)?;
-    let _agent_b = agent_with(&w, "b", &b, &export, &often)?;
+    let coordinator = w.coordinator_with_env(&["admin=operator"], &export, &often)?;
+    let agent_a = agent_with(&w, "a", &a, &export, &often)?;
+    let agent_b = agent_with(&w, "b", &b, &export, &often)?;
     w.all_connected(&["a", "b"], Duration::from_secs(30))
         .await?;
+    Ok(Exporting {
+        collector,
+        w,
+        a,
+        _processes: (b, [coordinator, agent_a, agent_b]),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_coordinator_exports_step_session_and_relay_telemetry() -> anyhow::Result<()> {
+    let Exporting {
+        collector,
+        w,
+        a: _a,
+        _processes,
+    } = exporting().await?;
     // An automation client that traces its own call passes its context on.
     let mut start = Request::new(request("m8", "a", "b"));
     start.metadata_mut().insert(
@@ -419,19 +444,12 @@ async fn the_coordinator_exports_step_session_and_relay_telemetry() -> anyhow::R
 /// state refusing the step (`precondition`), not Ferry's fault.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_steps_metric_carries_its_error_kind() -> anyhow::Result<()> {
-    ferry_tests::init_logs();
-    let collector = Collector::default();
-    let endpoint = collector.start().await?;
-    let w = World::new(&["a", "b"], &["admin"])?;
-    let a = cluster(&w, "a", Site::source("a.example.com")).await?;
-    let b = cluster(&w, "b", Site::target("b.example.com")).await?;
-    let export = ["--otlp-endpoint", endpoint.as_str()];
-    let often = [("OTEL_METRIC_EXPORT_INTERVAL", "300")];
-    let _c = w.coordinator_with_env(&["admin=operator"], &export, &often)?;
-    let _agent_a = agent_with(&w, "a", &a, &[], &[])?;
-    let _agent_b = agent_with(&w, "b", &b, &[], &[])?;
-    w.all_connected(&["a", "b"], Duration::from_secs(30))
-        .await?;
+    let Exporting {
+        collector,
+        w,
+        a,
+        _processes,
+    } = exporting().await?;
     a.velero_faults()
         .fail_next_backup("a volume snapshot failed (injected)");
     migrations(&w, "admin")
