@@ -49,7 +49,8 @@ pub struct RelayBench {
     /// with glibc's own settings, as deployed.
     #[arg(long)]
     pub mmap_threshold: Option<u64>,
-    /// Rounds of relay-then-rclone, each into emptied targets; the figures
+    /// Rounds of relay-then-rclone, each into buckets of its own (kept until
+    /// the end: the disk must hold the data once per round and copy); the figures
     /// printed are medians (this machine's rates drift by ±15 % between runs).
     #[arg(long, default_value_t = 3)]
     pub rounds: u32,
@@ -186,21 +187,28 @@ fn spawn_with(
     Ok(Proc(child))
 }
 
+/// An agent's stores file: each `(store, bucket)` names one bucket of `s3`.
 fn stores_file(
     dir: &Path,
     name: &str,
     s3: &S3Server,
-    bucket: &str,
+    buckets: &[(String, String)],
     ca: Option<&Path>,
 ) -> anyhow::Result<PathBuf> {
     let path = dir.join(format!("stores-{name}.json"));
-    let body = json!({"stores": {"obc": {
-        "s3": {"endpoint": s3.endpoint(), "bucket": bucket, "region": s3.region(),
-               "access_key_id": s3.access_key(), "secret_access_key": s3.secret_key(),
-               "allow_http": ca.is_none(), "ca_cert": ca},
-        "prefixes": ["data"]
-    }}});
-    std::fs::write(&path, body.to_string())?;
+    let stores: serde_json::Map<String, serde_json::Value> = buckets
+        .iter()
+        .map(|(store, bucket)| {
+            let store_json = json!({
+                "s3": {"endpoint": s3.endpoint(), "bucket": bucket, "region": s3.region(),
+                       "access_key_id": s3.access_key(), "secret_access_key": s3.secret_key(),
+                       "allow_http": ca.is_none(), "ca_cert": ca},
+                "prefixes": ["data"]
+            });
+            (store.clone(), store_json)
+        })
+        .collect();
+    std::fs::write(&path, json!({ "stores": stores }).to_string())?;
     Ok(path)
 }
 
@@ -233,22 +241,24 @@ async fn generate(s3: &S3Server, bucket: &str, total: u64, objects: u64) -> anyh
     Ok(())
 }
 
+/// Relays agent a's `src` into agent b's store `target` (one bucket per round).
 async fn relay_once(
     transfers: &mut TransfersClient<tonic::transport::Channel>,
     id: &str,
+    target: &str,
     b: &RelayBench,
 ) -> anyhow::Result<(pb::TransferStatus, Duration)> {
-    let set = |cluster: &str| pb::ObjectSet {
+    let set = |cluster: &str, store: &str| pb::ObjectSet {
         cluster_id: cluster.into(),
-        store: "obc".into(),
+        store: store.into(),
         prefix: "data".into(),
     };
     let started = Instant::now();
     transfers
         .start_transfer(pb::StartTransferRequest {
             transfer_id: id.into(),
-            source: Some(set("a")),
-            target: Some(set("b")),
+            source: Some(set("a", "src")),
+            target: Some(set("b", target)),
             chunk_size: b.chunk_size,
             parallelism: b.parallelism,
         })
@@ -310,9 +320,19 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
     };
     let a = endpoint("a", tls.clone()).await?;
     let bs3 = endpoint("b", tls.clone()).await?;
+    // Every round writes into buckets of its own and nothing is deleted
+    // until the end. Emptying a target between rounds made every round's
+    // file creations slower than the last, for both contenders alike: ext4
+    // without a journal (this machine's) will not reuse an inode freed in
+    // the last minute, five while its inode table is unwritten, and checks
+    // each such inode one by one for every file it creates
+    // (`recently_deleted()`, `fs/ext4/ialloc.c`).
+    let rounds_n = b.rounds.max(1);
     a.create_bucket("src").await?;
-    bs3.create_bucket("dst").await?;
-    bs3.create_bucket("dst-rclone").await?;
+    for round in 1..=rounds_n {
+        bs3.create_bucket(&format!("dst-{round}")).await?;
+        bs3.create_bucket(&format!("dst-rclone-{round}")).await?;
+    }
     println!("generating {} in {} objects…", bytes(b.bytes), b.objects);
     generate(&a, "src", b.bytes, b.objects).await?;
     // Plain-HTTP endpoints over the same directories, started after the data
@@ -321,7 +341,9 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
     let plain = if b.http_baseline {
         let pa = endpoint("a", None).await?;
         let pb = endpoint("b", None).await?;
-        pb.create_bucket("dst-plain").await?;
+        for round in 1..=rounds_n {
+            pb.create_bucket(&format!("dst-plain-{round}")).await?;
+        }
         Some((pa, pb))
     } else {
         None
@@ -354,8 +376,15 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
         &env,
     )?;
     let mut agents = vec![];
-    for (name, s3, bucket) in [("a", &a, "src"), ("b", &bs3, "dst")] {
-        let stores = stores_file(&dir, name, s3, bucket, ca)?;
+    let source_buckets = [("src".to_string(), "src".to_string())];
+    let target_buckets: Vec<(String, String)> = (1..=rounds_n)
+        .map(|r| (format!("dst-{r}"), format!("dst-{r}")))
+        .collect();
+    for (name, s3, buckets) in [
+        ("a", &a, &source_buckets[..]),
+        ("b", &bs3, &target_buckets[..]),
+    ] {
+        let stores = stores_file(&dir, name, s3, buckets, ca)?;
         agents.push(spawn_with(
             &sibling("ferry-agent")?,
             &[
@@ -409,12 +438,11 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
         println!("rclone: not installed (apt-get install rclone); no baseline this run");
     }
     let relay_procs = [&coordinator, &agents[0], &agents[1]];
-    // Rounds alternate the relay and rclone, each into emptied targets, so
+    // Rounds alternate the relay and rclone, each into fresh buckets, so
     // both see the same machine at about the same time; medians are reported.
     let mut rounds: Vec<Round> = vec![];
     let mut first = None;
-    for round in 1..=b.rounds.max(1) {
-        empty(&bs3, "dst").await?;
+    for round in 1..=rounds_n {
         println!("round {round}: relaying through the coordinator…");
         // CPU time of the processes, to see where it goes: the two S3
         // endpoints run in this process.
@@ -424,8 +452,13 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
                 .collect()
         };
         let cpu_before = relay_cpu();
-        let (status, relay_time) =
-            relay_once(&mut transfers, &format!("bench-{round}"), &b).await?;
+        let (status, relay_time) = relay_once(
+            &mut transfers,
+            &format!("bench-{round}"),
+            &format!("dst-{round}"),
+            &b,
+        )
+        .await?;
         let cpu_relay: Vec<Option<f64>> = relay_cpu()
             .iter()
             .zip(&cpu_before)
@@ -435,15 +468,15 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
         let mut rclone = None;
         let mut rclone_plain = None;
         if let Some(bin) = &rclone_bin {
-            empty(&bs3, "dst-rclone").await?;
             let over = if ca.is_some() { "TLS" } else { "plain HTTP" };
             println!("round {round}: copying directly with rclone over {over}…");
-            let to = ("dst-rclone", ca);
+            let bucket = format!("dst-rclone-{round}");
+            let to = (bucket.as_str(), ca);
             rclone = Some(rclone_once(bin, &a, &bs3, to, parallelism, b.bytes)?);
             if let Some((pa, pb)) = &plain {
-                empty(pb, "dst-plain").await?;
                 println!("round {round}: copying directly with rclone over plain HTTP…");
-                let to = ("dst-plain", None);
+                let bucket = format!("dst-plain-{round}");
+                let to = (bucket.as_str(), None);
                 rclone_plain = Some(rclone_once(bin, pa, pb, to, parallelism, b.bytes)?);
             }
         }
@@ -456,7 +489,9 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
         println!("round {round}: {}", r.line(b.bytes));
         rounds.push(r);
     }
-    let (again, _) = relay_once(&mut transfers, "bench-again", &b).await?;
+    // Over the last round's copy, unchanged since.
+    let last = format!("dst-{rounds_n}");
+    let (again, _) = relay_once(&mut transfers, "bench-again", &last, &b).await?;
     let peaks: Vec<Option<u64>> = std::iter::once(&coordinator)
         .chain(&agents)
         .map(Proc::peak_rss)
@@ -663,14 +698,6 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
     } else {
         (v[mid - 1] + v[mid]) / 2.0
     }
-}
-
-/// Deletes every object of `bucket`, so a round starts from an empty target.
-async fn empty(s3: &S3Server, bucket: &str) -> anyhow::Result<()> {
-    for o in s3.list_objects(bucket, "").await? {
-        s3.delete_object(bucket, &o.key).await?;
-    }
-    Ok(())
 }
 
 /// rclone's direct copy between the endpoints (the S3 endpoints run in this
