@@ -188,9 +188,14 @@ impl Round {
             let Ok(_permit) = permits.acquire_owned().await else {
                 return;
             };
+            // The sender's state (a read in flight, a frame, the BLAKE3
+            // hasher: some 4 KiB) is allocated only once it may run; inline,
+            // every task still waiting for a permit held it, and a sink that
+            // asks for 100,000 small objects at once had 400 MiB queued here.
+            let send = Box::pin(send_with_retries(&scope, &req, chunk_size, &tx));
             tokio::select! {
                 _ = token.cancelled() => {}
-                r = send_with_retries(&scope, &req, chunk_size, &tx) => if let Err(e) = r {
+                r = send => if let Err(e) = r {
                     let _ = tx.send(up(Up::Failure(pb::RelayFailure { message: e.to_string() }))).await;
                 }
             }
