@@ -79,7 +79,7 @@ async fn session(
         .map_err(|s| link_or_fatal(&cmd.job_id, s))?
         .into_inner();
     let permits = Arc::new(Semaphore::new(parallelism as usize));
-    let mut round = Round::start(scope, &tx, chunk_size, generation);
+    let mut round = Round::start(scope, &tx, chunk_size, generation, &permits, parallelism);
     loop {
         let msg = match down.message().await {
             Ok(Some(m)) => m,
@@ -106,13 +106,13 @@ async fn session(
                 if !req.reason.is_empty() {
                     tracing::warn!(key = %req.key, offset = req.offset, reason = %req.reason, "sink asked for a resend");
                 }
-                round.send(scope, req, permits.clone(), &tx);
+                round.send(req);
             }
             Some(Down::Send(_)) => {} // for an older manifest
             Some(Down::Restart(r)) => {
                 tracing::info!(job = %cmd.job_id, reason = %r.reason, "relay restarting with a new manifest");
                 round.stop();
-                round = Round::start(scope, &tx, chunk_size, generation);
+                round = Round::start(scope, &tx, chunk_size, generation, &permits, parallelism);
             }
             Some(Down::Finished(f)) => {
                 round.stop();
@@ -133,25 +133,47 @@ async fn session(
 /// One manifest and the senders it started.
 struct Round {
     generation: u64,
-    chunk_size: u64,
     cancel: CancellationToken,
     senders: HashMap<String, CancellationToken>,
+    /// Requests not yet taken by a sender. A queue and a few senders rather
+    /// than a task per request: the sink asks for every object at once, and
+    /// 100,000 waiting tasks held 175 MiB here (a queued request is its key,
+    /// version and token).
+    queue: mpsc::UnboundedSender<(pb::SendRequest, CancellationToken)>,
 }
 
+type Queue = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<(pb::SendRequest, CancellationToken)>>>;
+
 impl Round {
+    /// Lists the source into a new manifest, with one sender per permit
+    /// taking the requests that come for it.
     fn start(
         scope: &Scoped,
         tx: &mpsc::Sender<pb::SourceUp>,
         chunk_size: u64,
         generation: &mut u64,
+        permits: &Arc<Semaphore>,
+        parallelism: u32,
     ) -> Self {
         *generation += 1;
+        let (queue, requests) = mpsc::unbounded_channel();
         let round = Round {
             generation: *generation,
-            chunk_size,
             cancel: CancellationToken::new(),
             senders: HashMap::new(),
+            queue,
         };
+        let requests: Queue = Arc::new(tokio::sync::Mutex::new(requests));
+        for _ in 0..parallelism.max(1) {
+            tokio::spawn(sender(
+                scope.clone(),
+                tx.clone(),
+                chunk_size,
+                requests.clone(),
+                permits.clone(),
+                round.cancel.clone(),
+            ));
+        }
         let (scope, tx, cancel, generation) = (
             scope.clone(),
             tx.clone(),
@@ -170,36 +192,16 @@ impl Round {
         round
     }
 
-    /// Starts (or restarts from a new offset) the sender of one object.
-    fn send(
-        &mut self,
-        scope: &Scoped,
-        req: pb::SendRequest,
-        permits: Arc<Semaphore>,
-        tx: &mpsc::Sender<pb::SourceUp>,
-    ) {
+    /// Queues (or requeues from a new offset) the sending of one object,
+    /// cancelling what was sent of it before.
+    fn send(&mut self, req: pb::SendRequest) {
         if let Some(old) = self.senders.remove(&req.key) {
             old.cancel();
         }
         let token = self.cancel.child_token();
         self.senders.insert(req.key.clone(), token.clone());
-        let (scope, tx, chunk_size) = (scope.clone(), tx.clone(), self.chunk_size);
-        tokio::spawn(async move {
-            let Ok(_permit) = permits.acquire_owned().await else {
-                return;
-            };
-            // The sender's state (a read in flight, a frame, the BLAKE3
-            // hasher: some 4 KiB) is allocated only once it may run; inline,
-            // every task still waiting for a permit held it, and a sink that
-            // asks for 100,000 small objects at once had 400 MiB queued here.
-            let send = Box::pin(send_with_retries(&scope, &req, chunk_size, &tx));
-            tokio::select! {
-                _ = token.cancelled() => {}
-                r = send => if let Err(e) = r {
-                    let _ = tx.send(up(Up::Failure(pb::RelayFailure { message: e.to_string() }))).await;
-                }
-            }
-        });
+        // The senders hold the receiver until the round stops.
+        let _ = self.queue.send((req, token));
     }
 
     fn stop(&self) {
@@ -276,6 +278,38 @@ async fn send_manifest(
         .await;
     tracing::info!(store = %scope.name, prefix = %scope.prefix, objects, bytes, "manifest sent");
     Ok(())
+}
+
+/// Takes queued requests one at a time and sends each object while holding
+/// a permit (shared with the senders of a round being replaced), until the
+/// round stops.
+async fn sender(
+    scope: Scoped,
+    tx: mpsc::Sender<pb::SourceUp>,
+    chunk_size: u64,
+    requests: Queue,
+    permits: Arc<Semaphore>,
+    round: CancellationToken,
+) {
+    loop {
+        let next = tokio::select! {
+            _ = round.cancelled() => return,
+            next = async { requests.lock().await.recv().await } => next,
+        };
+        let Some((req, token)) = next else { return };
+        let send = async {
+            let Ok(_permit) = permits.acquire().await else {
+                return Ok(());
+            };
+            send_with_retries(&scope, &req, chunk_size, &tx).await
+        };
+        tokio::select! {
+            _ = token.cancelled() => {}
+            r = send => if let Err(e) = r {
+                let _ = tx.send(up(Up::Failure(pb::RelayFailure { message: e.to_string() }))).await;
+            }
+        }
+    }
 }
 
 const SEND_ATTEMPTS: u32 = 3;
