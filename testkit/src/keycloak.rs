@@ -40,6 +40,8 @@ const DATABASE: &str = "keycloak";
 /// Keycloak 26 runs on Java 21 or later; this JDK when the machine has it.
 const DEFAULT_JAVA_HOME: &str = "/usr/lib/jvm/temurin-25-jdk-amd64";
 /// Build-time options every server here shares (the cached build's).
+/// Starts tried when Keycloak finds a chosen port taken.
+const START_ATTEMPTS: u32 = 3;
 const BUILD_OPTIONS: &[&str] = &["--db=postgres", "--cache=local", "--health-enabled=false"];
 
 /// The unpacked Keycloak distribution: `$FERRY_KEYCLOAK_HOME`, else
@@ -107,8 +109,6 @@ impl RealKeycloak {
         let export_home = dir.path().join("export");
         link_copy(&built, &home)?;
         link_copy(&built, &export_home)?;
-        let port = free_port()?;
-        let management = free_port()?;
         let db_options = [
             format!(
                 "--db-url=jdbc:postgresql://{}:{}/{DATABASE}",
@@ -122,44 +122,70 @@ impl RealKeycloak {
         let admin_user = "admin".to_owned();
         let admin_password = format!("admin-{}", std::process::id());
         let log = dir.path().join("keycloak.log");
-        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let err = out.try_clone()?;
-        let mut args = vec![
-            "start".to_owned(),
-            "--optimized".to_owned(),
-            "--http-enabled=true".to_owned(),
-            "--http-host=127.0.0.1".to_owned(),
-            format!("--http-port={port}"),
-            format!("--http-management-port={management}"),
-            "--hostname-strict=false".to_owned(),
-        ];
-        args.extend(db_options.iter().cloned());
-        let child = Command::new(home.join("bin/kc.sh"))
-            .args(&args)
-            .env("JAVA_HOME", &java)
-            .env("KC_BOOTSTRAP_ADMIN_USERNAME", &admin_user)
-            .env("KC_BOOTSTRAP_ADMIN_PASSWORD", &admin_password)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            // Its own process group: kc.sh runs java as a child, and both go.
-            .process_group(0)
-            .spawn()
-            .context("starting kc.sh")?;
+        let workdir = dir.path().to_path_buf();
+        // Starts the server on a fresh pair of ports, its log begun anew.
+        let launch = || -> anyhow::Result<(Child, u16)> {
+            let (port, management) = (free_port()?, free_port()?);
+            let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+            let err = out.try_clone()?;
+            let mut args = vec![
+                "start".to_owned(),
+                "--optimized".to_owned(),
+                "--http-enabled=true".to_owned(),
+                "--http-host=127.0.0.1".to_owned(),
+                format!("--http-port={port}"),
+                format!("--http-management-port={management}"),
+                "--hostname-strict=false".to_owned(),
+                // One node, no cluster: nothing listens beyond loopback
+                // (Keycloak 26 reads this at start, not only at build).
+                "--cache=local".to_owned(),
+            ];
+            args.extend(db_options.iter().cloned());
+            let child = Command::new(home.join("bin/kc.sh"))
+                .args(&args)
+                .env("JAVA_HOME", &java)
+                .env("KC_BOOTSTRAP_ADMIN_USERNAME", &admin_user)
+                .env("KC_BOOTSTRAP_ADMIN_PASSWORD", &admin_password)
+                .current_dir(&workdir)
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                // Its own process group: kc.sh runs java as a child, and both go.
+                .process_group(0)
+                .spawn()
+                .context("starting kc.sh")?;
+            Ok((child, port))
+        };
+        let (child, mut port) = launch()?;
         let export_command = write_export_script(dir.path(), &export_home, &java, &db_options)?;
         let mut kc = RealKeycloak {
             child: Some(child),
             url: format!("http://127.0.0.1:{port}"),
-            admin_user,
-            admin_password,
-            log,
+            admin_user: admin_user.clone(),
+            admin_password: admin_password.clone(),
+            log: log.clone(),
             export_command,
             started_in: Duration::ZERO,
             _dir: dir,
             _pg: pg,
         };
-        kc.wait_ready(port)?;
+        // The ports were free when chosen, but Keycloak binds them half a
+        // minute later, and another process (or an outgoing connection's
+        // source port) may have taken one meanwhile: start again on others.
+        let mut attempt = 1;
+        while let Err(e) = kc.wait_ready(port) {
+            if attempt == START_ATTEMPTS || !kc.log_tail().contains("Port already bound") {
+                return Err(e);
+            }
+            attempt += 1;
+            eprintln!(
+                "Keycloak lost a port to another process before binding it; starting it on others"
+            );
+            let (child, next) = launch()?;
+            kc.child = Some(child);
+            port = next;
+            kc.url = format!("http://127.0.0.1:{port}");
+        }
         kc.started_in = started.elapsed();
         eprintln!(
             "real Keycloak up in {:.1} s at {}",
