@@ -53,8 +53,13 @@ impl Drop for StreamPermit {
 #[cfg(feature = "testing")]
 #[derive(Default)]
 pub struct RelayFaults {
-    /// Flip a byte in each of the next N chunks relayed (in a chunk's final frame).
+    /// Flip a byte in each of the next N chunks relayed (in a chunk's final
+    /// frame), one chunk per object: after a rejection the sink drops the
+    /// object's later chunks still in flight unverified, as stale, so a
+    /// second corrupted chunk of the same object might never be seen.
     pub corrupt_chunks: std::sync::atomic::AtomicU32,
+    /// The objects one of whose chunks was corrupted.
+    corrupted: Mutex<std::collections::HashSet<String>>,
 }
 
 struct Peer<T> {
@@ -533,12 +538,14 @@ impl RelayHub {
         #[cfg(feature = "testing")]
         if !c.data.is_empty()
             && !c.more
+            && !lock(&self.faults.corrupted).contains(&c.key)
             && self
                 .faults
                 .corrupt_chunks
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
                 .is_ok()
         {
+            lock(&self.faults.corrupted).insert(c.key.clone());
             let mut data = c.data.to_vec();
             data[0] ^= 0xff;
             c.data = data.into();
