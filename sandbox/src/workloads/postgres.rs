@@ -348,11 +348,23 @@ fn load(pg: &TempPostgres, dump: &Path) -> Result<(), String> {
     .map_err(|e| format!("{e:#}"))
 }
 
-/// Writes the database into the volume (a whole file or none).
+/// Writes the database into the volume (a whole file or none). The dump is
+/// written beside the claim's directory, not in it, and renamed in: a
+/// file-system backup reading the claim meanwhile sees the old dump or the
+/// new one, never a partial file that vanishes between its listing and its
+/// reading (which Velero counts as an error of the backup).
 fn save(pg: &TempPostgres, dump: &Path) -> Result<(), String> {
     let dir = dump.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let partial: PathBuf = dump.with_extension("sql.partial");
+    // `<namespace>/<claim>/pgdata/registry.sql`: the namespace's directory,
+    // on the same file system, so the rename is atomic.
+    let outside = dir.parent().and_then(Path::parent).unwrap_or(dir);
+    let claim = dir
+        .parent()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let partial: PathBuf = outside.join(format!(".{claim}.registry.sql.partial"));
     run(Command::new(pg.bindir().join("pg_dump"))
         .args(["--no-owner", "--no-privileges", "-d"])
         .arg(pg.connection_string(DATABASE))
