@@ -8,6 +8,7 @@
 mod sink;
 mod source;
 mod state;
+mod wire;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -109,6 +110,29 @@ impl RelayContext {
         pb::relay_client::RelayClient::new(channel)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit)
+    }
+
+    /// `Relay.Source`, called as the generated client would, but with frames
+    /// encoded from the pieces they were read in (`wire.rs`).
+    async fn open_source(
+        &self,
+        channel: Channel,
+        up: impl futures::Stream<Item = wire::Outgoing> + Send + 'static,
+    ) -> Result<tonic::Streaming<pb::SourceDown>, tonic::Status> {
+        let limit = ferry_common::limits::RELAY_MESSAGE;
+        let mut grpc = tonic::client::Grpc::new(channel)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
+        grpc.ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("the relay link is not ready: {e}")))?;
+        let path = format!("/{}/Source", pb::relay_server::SERVICE_NAME);
+        let path = tonic::codegen::http::uri::PathAndQuery::try_from(path)
+            .map_err(|e| tonic::Status::internal(format!("the relay's source path: {e}")))?;
+        let codec = ferry_proto::codec::Codec::<wire::Outgoing, pb::SourceDown>::default();
+        grpc.streaming(tonic::Request::new(up), path, codec)
+            .await
+            .map(tonic::Response::into_inner)
     }
 }
 

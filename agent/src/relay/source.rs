@@ -2,7 +2,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use ferry_common::backoff::Backoff;
 use ferry_common::pb::{self, source_down::Msg as Down, source_up::Msg as Up};
 use futures::StreamExt;
@@ -10,6 +10,7 @@ use object_store::{GetOptions, GetRange};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::wire::{Frame, Outgoing};
 use super::{
     ChunkHasher, DEFAULT_PARALLELISM, FRAME_SIZE, FRAMES_AHEAD, RelayContext, RelayError,
     SessionError, check_chunk_size, link_or_fatal,
@@ -21,8 +22,8 @@ const MANIFEST_BATCH: usize = 1000;
 /// keys still fits a relay message (ferry_common::limits::RELAY_MESSAGE).
 const MANIFEST_BATCH_BYTES: usize = 512 * 1024;
 
-fn up(msg: Up) -> pb::SourceUp {
-    pb::SourceUp { msg: Some(msg) }
+fn up(msg: Up) -> Outgoing {
+    Outgoing::from(msg)
 }
 
 /// Runs the source of `cmd` until the sink reports the transfer done.
@@ -66,18 +67,16 @@ async fn session(
         .await
         .map_err(|e| SessionError::Link(e.to_string()))?;
     // A few frames read ahead per sender plus manifest batches: bounded memory.
-    let (tx, rx) = mpsc::channel::<pb::SourceUp>(parallelism as usize * FRAMES_AHEAD + 2);
+    let (tx, rx) = mpsc::channel::<Outgoing>(parallelism as usize * FRAMES_AHEAD + 2);
     let _ = tx
         .send(up(Up::Hello(pb::RelayHello {
             job_id: cmd.job_id.clone(),
         })))
         .await;
     let mut down = ctx
-        .client(channel)
-        .source(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .open_source(channel, tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
-        .map_err(|s| link_or_fatal(&cmd.job_id, s))?
-        .into_inner();
+        .map_err(|s| link_or_fatal(&cmd.job_id, s))?;
     let permits = Arc::new(Semaphore::new(parallelism as usize));
     let mut round = Round::start(scope, &tx, chunk_size, generation, &permits, parallelism);
     loop {
@@ -149,7 +148,7 @@ impl Round {
     /// taking the requests that come for it.
     fn start(
         scope: &Scoped,
-        tx: &mpsc::Sender<pb::SourceUp>,
+        tx: &mpsc::Sender<Outgoing>,
         chunk_size: u64,
         generation: &mut u64,
         permits: &Arc<Semaphore>,
@@ -211,7 +210,7 @@ impl Round {
 
 async fn send_manifest(
     scope: &Scoped,
-    tx: &mpsc::Sender<pb::SourceUp>,
+    tx: &mpsc::Sender<Outgoing>,
     generation: u64,
     chunk_size: u64,
 ) -> Result<(), RelayError> {
@@ -285,7 +284,7 @@ async fn send_manifest(
 /// round stops.
 async fn sender(
     scope: Scoped,
-    tx: mpsc::Sender<pb::SourceUp>,
+    tx: mpsc::Sender<Outgoing>,
     chunk_size: u64,
     requests: Queue,
     permits: Arc<Semaphore>,
@@ -321,7 +320,7 @@ async fn send_with_retries(
     scope: &Scoped,
     req: &pb::SendRequest,
     chunk_size: u64,
-    tx: &mpsc::Sender<pb::SourceUp>,
+    tx: &mpsc::Sender<Outgoing>,
 ) -> Result<(), RelayError> {
     let mut attempt = 1;
     loop {
@@ -346,7 +345,7 @@ async fn send_object(
     scope: &Scoped,
     req: &pb::SendRequest,
     chunk_size: u64,
-    tx: &mpsc::Sender<pb::SourceUp>,
+    tx: &mpsc::Sender<Outgoing>,
 ) -> Result<(), RelayError> {
     let path = scope.path(&req.key)?;
     let store_err = |source| RelayError::Store {
@@ -406,7 +405,7 @@ async fn send_object(
         let mut piece = piece.map_err(store_err)?;
         while !piece.is_empty() {
             let take = frames.room().min(piece.len());
-            frames.push(&piece.split_to(take));
+            frames.push(piece.split_to(take));
             if let Some(frame) = frames.take_full()
                 && tx.send(frame).await.is_err()
             {
@@ -422,8 +421,9 @@ async fn send_object(
     Ok(())
 }
 
-/// Cuts what is read into frames and chunks, hashing each frame as it is
-/// sealed (a whole frame at once: the hash's SIMD lanes stay full).
+/// Cuts what is read into frames and chunks, hashing each read as it comes.
+/// A frame keeps the reads themselves (slices of the S3 client's buffers):
+/// its data is copied once, by the encoder, into the gRPC message.
 struct Frames<'a> {
     req: &'a pb::SendRequest,
     chunk_size: u64,
@@ -432,7 +432,9 @@ struct Frames<'a> {
     offset: u64,
     /// Where the frame being filled starts.
     frame_start: u64,
-    frame: BytesMut,
+    pieces: Vec<Bytes>,
+    /// Bytes in `pieces`.
+    len: usize,
     digest: ChunkHasher,
 }
 
@@ -444,7 +446,8 @@ impl<'a> Frames<'a> {
             size: 0,
             offset: req.offset,
             frame_start: req.offset,
-            frame: BytesMut::new(),
+            pieces: vec![],
+            len: 0,
             digest: ChunkHasher::new(),
         }
     }
@@ -452,63 +455,61 @@ impl<'a> Frames<'a> {
     /// Bytes that still fit in the current frame without crossing a chunk.
     fn room(&self) -> usize {
         let to_chunk_end = self.chunk_size - self.offset % self.chunk_size;
-        (FRAME_SIZE - self.frame.len()).min(to_chunk_end.min(usize::MAX as u64) as usize)
+        (FRAME_SIZE - self.len).min(to_chunk_end.min(usize::MAX as u64) as usize)
     }
 
-    fn push(&mut self, data: &[u8]) {
-        if self.frame.capacity() == 0 {
-            // One allocation per frame, filled by copies from the store's reads.
-            self.frame.reserve(FRAME_SIZE);
-        }
-        self.frame.extend_from_slice(data);
+    fn push(&mut self, data: Bytes) {
+        self.digest.update(&data);
         self.offset += data.len() as u64;
+        self.len += data.len();
+        self.pieces.push(data);
     }
 
     fn pending(&self) -> bool {
-        !self.frame.is_empty()
+        self.len > 0
     }
 
     /// The current frame if it is full or ends a chunk or the object.
-    fn take_full(&mut self) -> Option<pb::SourceUp> {
+    fn take_full(&mut self) -> Option<Outgoing> {
         let chunk_end = self.offset.is_multiple_of(self.chunk_size);
         if self.offset >= self.size || chunk_end {
             return Some(self.finish_chunk(self.offset >= self.size));
         }
-        if self.frame.len() < FRAME_SIZE {
+        if self.len < FRAME_SIZE {
             return None;
         }
-        self.digest.update(&self.frame);
         Some(self.frame(false, vec![], true))
     }
 
     /// The final frame of the current chunk, with the chunk's hash.
-    fn finish_chunk(&mut self, last: bool) -> pb::SourceUp {
-        self.digest.update(&self.frame);
+    fn finish_chunk(&mut self, last: bool) -> Outgoing {
         let digest = std::mem::take(&mut self.digest).finalize();
         self.frame(last, digest.as_bytes().to_vec(), false)
     }
 
-    fn frame(&mut self, last: bool, blake3: Vec<u8>, more: bool) -> pb::SourceUp {
-        let data = self.frame.split().freeze();
-        if self.frame.capacity() < FRAME_SIZE {
-            self.frame = BytesMut::new();
-        }
+    fn frame(&mut self, last: bool, blake3: Vec<u8>, more: bool) -> Outgoing {
         let offset = std::mem::replace(&mut self.frame_start, self.offset);
-        up(Up::Chunk(pb::ObjectChunk {
-            key: self.req.key.clone(),
-            version: self.req.version.clone(),
-            offset,
-            data,
-            blake3: blake3.into(),
-            sha256: Default::default(),
-            last,
-            more,
-        }))
+        Outgoing::Frame(Frame {
+            head: pb::ObjectChunk {
+                key: self.req.key.clone(),
+                version: self.req.version.clone(),
+                offset,
+                data: Bytes::new(),
+                blake3: blake3.into(),
+                sha256: Default::default(),
+                last,
+                more,
+            },
+            pieces: std::mem::take(&mut self.pieces),
+            len: std::mem::take(&mut self.len),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use prost::Message;
+
     use super::*;
 
     #[test]
@@ -524,15 +525,21 @@ mod tests {
         frames.size = size;
         let mut out = vec![];
         // Reads of an awkward size, as a store returns them.
-        for mut piece in data.chunks(300_001) {
+        let whole = Bytes::from(data.clone());
+        for at in (0..whole.len()).step_by(300_001) {
+            let mut piece = whole.slice(at..(at + 300_001).min(whole.len()));
             while !piece.is_empty() {
                 let take = frames.room().min(piece.len());
-                frames.push(&piece[..take]);
-                piece = &piece[take..];
+                frames.push(piece.split_to(take));
                 out.extend(frames.take_full());
             }
         }
         assert!(!frames.pending());
+        // As the coordinator reads them.
+        let out: Vec<pb::SourceUp> = out
+            .iter()
+            .map(|m| pb::SourceUp::decode(m.encode_to_vec().as_slice()).expect("decodes"))
+            .collect();
         let (mut offset, mut chunk_start) = (0u64, 0u64);
         for (i, m) in out.iter().enumerate() {
             let Some(Up::Chunk(c)) = &m.msg else {
