@@ -64,72 +64,64 @@ impl fmt::Display for Phase {
     }
 }
 
-/// A step of a migration's plan or of its rollback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StepName {
-    Preflight,
-    StageBackup,
-    StageTransfer,
-    AwaitCutover,
-    Quiesce,
-    Backup,
-    Inventory,
-    ExportIdentity,
-    Transfer,
-    Restore(Phase),
-    ImportIdentity,
-    Reconfigure,
-    Verify,
-    CleanupTarget,
-    UnquiesceSource,
+/// Declares `StepName` with each step's journal word, so that a step added
+/// is in `StepName::all()` (what `FromStr` accepts) by being declared: the
+/// list cannot fall behind the enum.
+macro_rules! step_names {
+    (
+        [$($before:ident => $before_word:literal,)*]
+        Restore(Phase) => "restore",
+        [$($after:ident => $after_word:literal,)*]
+    ) => {
+        /// A step of a migration's plan or of its rollback.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum StepName {
+            $($before,)*
+            Restore(Phase),
+            $($after,)*
+        }
+
+        impl StepName {
+            /// Every step, each phase's restore included, in plan order.
+            pub fn all() -> impl Iterator<Item = StepName> {
+                [$(StepName::$before),*]
+                    .into_iter()
+                    .chain(Phase::ALL.into_iter().map(StepName::Restore))
+                    .chain([$(StepName::$after),*])
+            }
+
+            /// The word stored in journals; a restore's is `restore-<phase>`.
+            fn word(self) -> &'static str {
+                match self {
+                    $(StepName::$before => $before_word,)*
+                    StepName::Restore(_) => "restore",
+                    $(StepName::$after => $after_word,)*
+                }
+            }
+        }
+    };
 }
 
-impl StepName {
-    /// Every step, each phase's restore included: what `FromStr` accepts.
-    pub fn all() -> impl Iterator<Item = StepName> {
-        use StepName::*;
-        [
-            Preflight,
-            StageBackup,
-            StageTransfer,
-            AwaitCutover,
-            Quiesce,
-            Backup,
-            Inventory,
-            ExportIdentity,
-            Transfer,
-        ]
-        .into_iter()
-        .chain(Phase::ALL.into_iter().map(Restore))
-        .chain([
-            ImportIdentity,
-            Reconfigure,
-            Verify,
-            CleanupTarget,
-            UnquiesceSource,
-        ])
-    }
-
-    /// The word stored in journals; a restore's is `restore-<phase>`.
-    fn word(self) -> &'static str {
-        match self {
-            StepName::Preflight => "preflight",
-            StepName::StageBackup => "stage-backup",
-            StepName::StageTransfer => "stage-transfer",
-            StepName::AwaitCutover => "await-cutover",
-            StepName::Quiesce => "quiesce",
-            StepName::Backup => "backup",
-            StepName::Inventory => "inventory",
-            StepName::ExportIdentity => "export-identity",
-            StepName::Transfer => "transfer",
-            StepName::Restore(_) => "restore",
-            StepName::ImportIdentity => "import-identity",
-            StepName::Reconfigure => "reconfigure",
-            StepName::Verify => "verify",
-            StepName::CleanupTarget => "cleanup-target",
-            StepName::UnquiesceSource => "unquiesce-source",
-        }
-    }
+step_names! {
+    [
+        Preflight => "preflight",
+        StageBackup => "stage-backup",
+        StageTransfer => "stage-transfer",
+        AwaitCutover => "await-cutover",
+        Quiesce => "quiesce",
+        Backup => "backup",
+        Inventory => "inventory",
+        ExportIdentity => "export-identity",
+        Transfer => "transfer",
+    ]
+    Restore(Phase) => "restore",
+    [
+        ImportIdentity => "import-identity",
+        Reconfigure => "reconfigure",
+        Verify => "verify",
+        CleanupTarget => "cleanup-target",
+        UnquiesceSource => "unquiesce-source",
+    ]
 }
 
 impl fmt::Display for StepName {
