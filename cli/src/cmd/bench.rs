@@ -109,22 +109,33 @@ impl Drop for Proc {
 /// CPU seconds (user + system) that `/proc/<pid>/stat` reports: the
 /// process's own, and (`children`) that of the children it waited for.
 fn cpu_seconds(pid: &str, children: bool) -> Option<f64> {
+    let [user, system] = user_system(pid, children)?;
+    Some(user + system)
+}
+
+/// The part of [`cpu_seconds`] spent in the kernel (system time).
+fn kernel_seconds(pid: &str, children: bool) -> Option<f64> {
+    Some(user_system(pid, children)?[1])
+}
+
+fn user_system(pid: &str, children: bool) -> Option<[f64; 2]> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime is field 14.
+    // Fields after the parenthesised command name; utime is field 14,
+    // stime 15, and the children's 16 and 17.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let at = |i: usize| fields.get(i - 3)?.parse::<f64>().ok();
-    let ticks = if children {
-        at(16)? + at(17)?
-    } else {
-        at(14)? + at(15)?
-    };
+    let user = if children { 16 } else { 14 };
     // USER_HZ is 100 on every Linux this runs on.
-    Some(ticks / 100.0)
+    Some([at(user)? / 100.0, at(user + 1)? / 100.0])
 }
 
 impl Proc {
     fn cpu(&self) -> Option<f64> {
         cpu_seconds(&self.0.id().to_string(), false)
+    }
+
+    fn kernel(&self) -> Option<f64> {
+        kernel_seconds(&self.0.id().to_string(), false)
     }
 
     /// Peak resident set size (VmHWM), in bytes.
@@ -451,7 +462,10 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
                 .chain(relay_procs.iter().map(|p| p.cpu()))
                 .collect()
         };
+        let relay_kernel =
+            || -> Vec<Option<f64>> { relay_procs.iter().map(|p| p.kernel()).collect() };
         let cpu_before = relay_cpu();
+        let kernel_before = relay_kernel();
         let (status, relay_time) = relay_once(
             &mut transfers,
             &format!("bench-{round}"),
@@ -462,6 +476,11 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
         let cpu_relay: Vec<Option<f64>> = relay_cpu()
             .iter()
             .zip(&cpu_before)
+            .map(|(after, before)| Some((*after)? - (*before)?))
+            .collect();
+        let kernel_relay: Vec<Option<f64>> = relay_kernel()
+            .iter()
+            .zip(&kernel_before)
             .map(|(after, before)| Some((*after)? - (*before)?))
             .collect();
         first.get_or_insert(status);
@@ -483,6 +502,7 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
         let r = Round {
             relay: rate(b.bytes, relay_time),
             cpu_relay,
+            kernel_relay,
             rclone,
             rclone_plain,
         };
@@ -563,6 +583,30 @@ async fn relay(b: RelayBench) -> anyhow::Result<u8> {
                 .filter_map(|r| r.cpu_relay.iter().copied().sum::<Option<f64>>())
         ) / gib
     );
+    // How much of each process's CPU the kernel spent (sockets, copies in
+    // and out of them, page faults): a floor no change in user space lowers.
+    let share = |i: usize| {
+        median(
+            rounds
+                .iter()
+                .filter_map(|r| Some(r.kernel_relay[i]? / r.cpu_relay[i + 1]?)),
+        ) * 100.0
+    };
+    let mut kernel = format!(
+        "kernel's share of the cpu (median): coordinator {:.0} %, agent a {:.0} %, agent b {:.0} %",
+        share(0),
+        share(1),
+        share(2)
+    );
+    if all(|r| r.rclone) {
+        let rclone = median(
+            rounds
+                .iter()
+                .filter_map(|r| Some(r.rclone?.kernel_own? / r.rclone?.cpu_own?)),
+        );
+        kernel.push_str(&format!("; rclone {:.0} %", rclone * 100.0));
+    }
+    println!("{kernel}");
     let (busiest, per_cpu) = median_busiest(&rounds, gib);
     println!("busiest relay process: {busiest}, {per_cpu:.2} GiB per CPU-second (median)");
     for (name, pick) in [
@@ -613,6 +657,8 @@ const RELAY_PROCS: [&str; 3] = ["coordinator", "agent a", "agent b"];
 struct Round {
     relay: f64,
     cpu_relay: Vec<Option<f64>>,
+    /// The kernel's part of the coordinator's and agents' (no endpoints).
+    kernel_relay: Vec<Option<f64>>,
     rclone: Option<Rclone>,
     rclone_plain: Option<Rclone>,
 }
@@ -623,6 +669,7 @@ struct Rclone {
     rate: f64,
     cpu_s3: Option<f64>,
     cpu_own: Option<f64>,
+    kernel_own: Option<f64>,
 }
 
 impl Round {
@@ -734,6 +781,7 @@ fn rclone_once(
     };
     let started = Instant::now();
     let cpu_before = (cpu_seconds("self", false), cpu_seconds("self", true));
+    let kernel_before = kernel_seconds("self", true);
     let mut cmd = Command::new(rclone);
     cmd.args(["copy", "SRC:src/data"])
         .arg(format!("DST:{bucket}/data"))
@@ -765,6 +813,7 @@ fn rclone_once(
         rate: rate(total, elapsed),
         cpu_s3: cpu(cpu_seconds("self", false), cpu_before.0),
         cpu_own: cpu(cpu_seconds("self", true), cpu_before.1),
+        kernel_own: cpu(kernel_seconds("self", true), kernel_before),
     })
 }
 
