@@ -101,14 +101,13 @@ pub(crate) struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.kill();
     }
 }
 
 /// CPU seconds (user + system) that `/proc/<pid>/stat` reports: the
 /// process's own, and (`children`) that of the children it waited for.
-fn cpu_seconds(pid: &str, children: bool) -> Option<f64> {
+pub(crate) fn cpu_seconds(pid: &str, children: bool) -> Option<f64> {
     let [user, system] = user_system(pid, children)?;
     Some(user + system)
 }
@@ -130,20 +129,43 @@ fn user_system(pid: &str, children: bool) -> Option<[f64; 2]> {
 }
 
 impl Proc {
-    fn cpu(&self) -> Option<f64> {
-        cpu_seconds(&self.0.id().to_string(), false)
+    pub(crate) fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+
+    /// SIGKILL (what `Child::kill` sends), then reap it.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    pub(crate) fn cpu(&self) -> Option<f64> {
+        cpu_seconds(&self.pid(), false)
     }
 
     fn kernel(&self) -> Option<f64> {
-        kernel_seconds(&self.0.id().to_string(), false)
+        kernel_seconds(&self.pid(), false)
+    }
+
+    /// Resident set size now (VmRSS) and at its peak (VmHWM), in bytes.
+    pub(crate) fn rss(&self) -> anyhow::Result<(u64, u64)> {
+        let path = format!("/proc/{}/status", self.pid());
+        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        let field = |name: &str| -> anyhow::Result<u64> {
+            let kib: u64 = status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("no {name} in {path}"))?;
+            Ok(kib * 1024)
+        };
+        Ok((field("VmRSS:")?, field("VmHWM:")?))
     }
 
     /// Peak resident set size (VmHWM), in bytes.
     fn peak_rss(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
+        self.rss().ok().map(|(_, peak)| peak)
     }
 }
 
@@ -179,13 +201,19 @@ fn spawn(program: &Path, args: &[String], log: &Path) -> anyhow::Result<Proc> {
     spawn_with(program, args, log, &[])
 }
 
-fn spawn_with(
+/// Starts `program` with its standard error appended to `log` (a process
+/// started again keeps one log).
+pub(crate) fn spawn_with(
     program: &Path,
     args: &[String],
     log: &Path,
     env: &[(&str, String)],
 ) -> anyhow::Result<Proc> {
-    let log = std::fs::File::create(log)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
     let child = Command::new(program)
         .args(args)
         .env("RUST_LOG", "warn")

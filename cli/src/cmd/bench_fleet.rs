@@ -14,7 +14,6 @@
 //! and carries per-agent state (ledger, relay context, probes) that costs the
 //! bench process, not the coordinator being measured.
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -31,6 +30,8 @@ use ferry_common::{Identity, time::parse_duration};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
+
+use super::bench::{Proc, cpu_seconds, spawn_with};
 
 /// The real agent's defaults (`agent/src/config.rs`): the redial storm after
 /// a coordinator restart is shaped by them.
@@ -238,10 +239,10 @@ pub async fn measure(b: &FleetBench) -> anyhow::Result<FleetReport> {
         // Steady heartbeat: let every agent beat at least twice, then sample.
         tokio::time::sleep(b.heartbeat * 2).await;
         println!("sampling the coordinator for {:?}…", b.window);
-        let (cpu0, own0) = (proc.cpu()?, cpu_seconds("self")?);
+        let (cpu0, own0) = (cpu_of(&proc)?, own_cpu()?);
         let t0 = Instant::now();
         tokio::time::sleep(b.window).await;
-        let (cpu1, own1) = (proc.cpu()?, cpu_seconds("self")?);
+        let (cpu1, own1) = (cpu_of(&proc)?, own_cpu()?);
         let secs = t0.elapsed().as_secs_f64();
         let (rss_bytes, peak_rss_bytes) = proc.rss()?;
         let registered = fleet.live.load(Ordering::Relaxed);
@@ -266,7 +267,7 @@ pub async fn measure(b: &FleetBench) -> anyhow::Result<FleetReport> {
             ids.len(),
             re_registration.as_secs_f64()
         );
-        let re_registration_cpu = proc.cpu()? - cpu_restart;
+        let re_registration_cpu = cpu_of(&proc)? - cpu_restart;
         let channel = client(&url, &admin, Duration::from_secs(30)).await?;
         let re_connected_per_coordinator = connected(&channel).await?;
         let re_registered = done;
@@ -661,82 +662,19 @@ struct CoordinatorProc {
 }
 
 impl CoordinatorProc {
-    fn start(&self) -> anyhow::Result<Running> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .with_context(|| format!("opening {}", self.log.display()))?;
-        let child = Command::new(&self.program)
-            .args(&self.args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", self.program.display()))?;
-        Ok(Running(child))
-    }
-}
-
-/// The coordinator process; SIGKILLed on drop.
-struct Running(Child);
-
-impl Running {
-    fn pid(&self) -> String {
-        self.0.id().to_string()
-    }
-
-    /// SIGKILL (what `Child::kill` sends), then reap it.
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-
-    fn cpu(&self) -> anyhow::Result<f64> {
-        cpu_seconds(&self.pid())
-    }
-
-    /// Resident set size now (VmRSS) and at its peak (VmHWM), in bytes.
-    fn rss(&self) -> anyhow::Result<(u64, u64)> {
-        let path = format!("/proc/{}/status", self.pid());
-        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        let field = |name: &str| -> anyhow::Result<u64> {
-            let kib: u64 = status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .with_context(|| format!("no {name} in {path}"))?;
-            Ok(kib * 1024)
-        };
-        Ok((field("VmRSS:")?, field("VmHWM:")?))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.kill();
+    fn start(&self) -> anyhow::Result<Proc> {
+        spawn_with(&self.program, &self.args, &self.log, &[])
     }
 }
 
 /// CPU seconds (user + system) of a process, from `/proc/<pid>/stat`.
-fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    // Fields after the parenthesised command name; utime is field 14, stime 15.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let at = |i: usize| -> anyhow::Result<f64> {
-        fields
-            .get(i - 3)
-            .and_then(|v| v.parse::<f64>().ok())
-            .with_context(|| format!("field {i} of {path}"))
-    };
-    // USER_HZ is 100 on every Linux this runs on.
-    Ok((at(14)? + at(15)?) / 100.0)
+fn cpu_of(proc: &Proc) -> anyhow::Result<f64> {
+    proc.cpu()
+        .with_context(|| format!("reading the CPU time of process {}", proc.pid()))
+}
+
+fn own_cpu() -> anyhow::Result<f64> {
+    cpu_seconds("self", false).context("reading this process's CPU time")
 }
 
 fn loadavg() -> String {
