@@ -39,9 +39,9 @@ const TAIL: u64 = 4000;
 const DATABASE: &str = "keycloak";
 /// Keycloak 26 runs on Java 21 or later; this JDK when the machine has it.
 const DEFAULT_JAVA_HOME: &str = "/usr/lib/jvm/temurin-25-jdk-amd64";
-/// Build-time options every server here shares (the cached build's).
 /// Starts tried when Keycloak finds a chosen port taken.
 const START_ATTEMPTS: u32 = 3;
+/// Build-time options every server here shares (the cached build's).
 const BUILD_OPTIONS: &[&str] = &["--db=postgres", "--cache=local", "--health-enabled=false"];
 
 /// The unpacked Keycloak distribution: `$FERRY_KEYCLOAK_HOME`, else
@@ -181,6 +181,8 @@ impl RealKeycloak {
             eprintln!(
                 "Keycloak lost a port to another process before binding it; starting it on others"
             );
+            // Whatever is left of the failed start goes first.
+            kc.stop();
             let (child, next) = launch()?;
             kc.child = Some(child);
             port = next;
@@ -219,7 +221,6 @@ impl RealKeycloak {
         }
     }
 
-    /// Its base URL (no `/auth`).
     /// Its address and bootstrap admin, for `crate::realms`.
     pub fn access(&self) -> crate::realms::Keycloak {
         crate::realms::Keycloak {
@@ -230,6 +231,7 @@ impl RealKeycloak {
         }
     }
 
+    /// Its base URL (no `/auth`).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -268,6 +270,13 @@ impl RealKeycloak {
 
 impl Drop for RealKeycloak {
     fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl RealKeycloak {
+    /// Stops the server (kc.sh and its java), if it runs.
+    fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
