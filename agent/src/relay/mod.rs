@@ -144,6 +144,23 @@ enum SessionError {
     Fatal(RelayError),
 }
 
+/// How long a side that ends a session itself waits for the coordinator to
+/// take what it last sent.
+const PARTING: Duration = Duration::from_secs(5);
+
+/// Ends a session's stream so that what was just queued on it (a failure's
+/// reason) reaches the coordinator: dropping the response while the request
+/// still has messages to send resets the HTTP/2 stream and loses them. Our
+/// side is closed, then we wait (at most [`PARTING`]) for the coordinator
+/// to close its own, which it does once it has read ours to the end.
+async fn part<T, M>(tx: tokio::sync::mpsc::Sender<T>, down: &mut tonic::Streaming<M>) {
+    drop(tx);
+    let _ = tokio::time::timeout(PARTING, async {
+        while let Ok(Some(_)) = down.message().await {}
+    })
+    .await;
+}
+
 /// Refusals by the coordinator are final; anything else is a broken link.
 fn link_or_fatal(job: &str, s: tonic::Status) -> SessionError {
     match s.code() {

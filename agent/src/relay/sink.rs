@@ -13,7 +13,9 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::state::{Committed, Partial, TargetState};
-use super::{ChunkHasher, RelayContext, RelayError, SessionError, check_chunk_size, link_or_fatal};
+use super::{
+    ChunkHasher, RelayContext, RelayError, SessionError, check_chunk_size, link_or_fatal, part,
+};
 use crate::objects::Scoped;
 
 /// User metadata recording which source version an object came from.
@@ -235,6 +237,10 @@ async fn session(
             break Ok(Some(counts));
         }
     };
+    if let Err(SessionError::Fatal(_)) = &result {
+        // It may have just told the coordinator why.
+        part(tx, &mut down).await;
+    }
     if let Some(r) = round.take() {
         finish_round(r, state, &mut events_rx).await;
     }

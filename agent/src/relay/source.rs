@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::wire::{Frame, Outgoing};
 use super::{
     ChunkHasher, DEFAULT_PARALLELISM, FRAME_SIZE, FRAMES_AHEAD, RelayContext, RelayError,
-    SessionError, check_chunk_size, link_or_fatal,
+    SessionError, check_chunk_size, link_or_fatal, part,
 };
 use crate::objects::Scoped;
 
@@ -100,6 +100,7 @@ async fn session(
                         })))
                         .await;
                     round.stop();
+                    part(tx, &mut down).await;
                     return Err(SessionError::Fatal(RelayError::Invalid(e.to_string())));
                 }
                 if !req.reason.is_empty() {

@@ -119,6 +119,11 @@ struct Job {
     /// sink's end interleave — a `finished` sent into a connection that was
     /// already dead is not lost with it.
     finished: Mutex<Option<Option<pb::TransferCounts>>>,
+    /// Why the transfer was ended (a side's command failed, or it was
+    /// cancelled): each side's stream, the one open now and any that
+    /// connects later, is told so at once. Held rather than delivered once:
+    /// the stream open at the time may be one the agent has already left.
+    failed: Mutex<Option<pb::RelayFailure>>,
     progress: Mutex<Progress>,
 }
 
@@ -174,6 +179,7 @@ impl RelayHub {
                     sink: watch::channel(None).0,
                     sink_fed: AtomicBool::new(false),
                     finished: Mutex::new(None),
+                    failed: Mutex::new(None),
                     progress: Mutex::new(Progress::default()),
                 })
             })
@@ -339,21 +345,7 @@ impl Relay for RelayService {
             })
             .await?;
         let job = self.hub.job(&job_id);
-        let conn = self.hub.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(PIPE_DEPTH);
-        job.source.send_replace(Some(Peer {
-            conn,
-            tx: tx.clone(),
-        }));
-        tracing::info!(transfer = %job_id, conn, "relay source connected");
-        let done = *lock(&job.finished);
-        if let Some(counts) = done {
-            tracing::info!(transfer = %job_id, conn, "the sink already has everything: telling the source");
-            let finished = source_down::Msg::Finished(pb::RelayFinished { counts });
-            let _ = tx.try_send(Ok(pb::SourceDown {
-                msg: Some(finished),
-            }));
-        }
+        let (conn, rx) = self.hub.connect_source(&job, &job_id);
         let hub = self.hub.clone();
         self.hub.background.spawn_stream(async move {
             let _permit = permit;
@@ -404,9 +396,7 @@ impl Relay for RelayService {
             })
             .await?;
         let job = self.hub.job(&job_id);
-        let conn = self.hub.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(PIPE_DEPTH);
-        job.sink.send_replace(Some(Peer { conn, tx }));
+        let (conn, rx) = self.hub.connect_sink(&job);
         // A source that already fed an earlier sink must start over for this one.
         if job.sink_fed.swap(false, Ordering::Relaxed) {
             let source = job.source.borrow().clone();
@@ -499,30 +489,83 @@ impl RelayHub {
         });
     }
 
-    /// Tells the side still running that its counterpart failed, so its
-    /// command ends too (once it is connected).
+    /// Makes a new stream the source's current one, and tells it at once
+    /// whether the transfer is already over (the sink has everything, or it
+    /// was ended).
+    fn connect_source(
+        &self,
+        job: &Job,
+        job_id: &str,
+    ) -> (u64, mpsc::Receiver<Result<pb::SourceDown, Status>>) {
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(PIPE_DEPTH);
+        job.source.send_replace(Some(Peer {
+            conn,
+            tx: tx.clone(),
+        }));
+        tracing::info!(transfer = %job_id, conn, "relay source connected");
+        // A fresh channel has room for both.
+        let done = *lock(&job.finished);
+        if let Some(counts) = done {
+            tracing::info!(transfer = %job_id, conn, "the sink already has everything: telling the source");
+            let finished = source_down::Msg::Finished(pb::RelayFinished { counts });
+            let _ = tx.try_send(Ok(pb::SourceDown {
+                msg: Some(finished),
+            }));
+        }
+        // Read after the stream is current: an abort either sees this
+        // stream or is seen here (both is harmless).
+        if let Some(failure) = lock(&job.failed).clone() {
+            let _ = tx.try_send(Ok(pb::SourceDown {
+                msg: Some(source_down::Msg::Failure(failure)),
+            }));
+        }
+        (conn, rx)
+    }
+
+    /// Makes a new stream the sink's current one; told at once if the
+    /// transfer was ended.
+    fn connect_sink(&self, job: &Job) -> (u64, mpsc::Receiver<Result<pb::SinkDown, Status>>) {
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(PIPE_DEPTH);
+        job.sink.send_replace(Some(Peer {
+            conn,
+            tx: tx.clone(),
+        }));
+        if let Some(failure) = lock(&job.failed).clone() {
+            let _ = tx.try_send(Ok(pb::SinkDown {
+                msg: Some(sink_down::Msg::Failure(failure)),
+            }));
+        }
+        (conn, rx)
+    }
+
+    /// Ends the transfer on both sides: each side's current stream is told
+    /// why, and so is any stream that connects later. A side whose command
+    /// has already ended ignores it. Telling both matters: the side that
+    /// failed may still look connected here (its stream's end not yet seen),
+    /// and the side still running must hear of it whatever it races with.
     pub fn abort(&self, job_id: &str, message: String) {
         let job = self.job(job_id);
         let failure = pb::RelayFailure { message };
+        // Recorded before the streams are read: see `connect_source`.
+        *lock(&job.failed) = Some(failure.clone());
+        let source = job.source.borrow().clone();
+        let sink = job.sink.borrow().clone();
         self.background.spawn_stream(async move {
-            let to_source = deliver(
-                &job.source,
-                pb::SourceDown {
-                    msg: Some(source_down::Msg::Failure(failure.clone())),
-                },
-            );
-            let to_sink = deliver(
-                &job.sink,
-                pb::SinkDown {
-                    msg: Some(sink_down::Msg::Failure(failure)),
-                },
-            );
-            // Whichever side is alive takes it; the other is already done.
-            // Neither may come back: the task ends with the drain.
-            tokio::select! {
-                _ = to_source => {}
-                _ = to_sink => {}
-            }
+            let to_source = async {
+                if let Some(p) = source {
+                    let msg = source_down::Msg::Failure(failure.clone());
+                    let _ = p.tx.send(Ok(pb::SourceDown { msg: Some(msg) })).await;
+                }
+            };
+            let to_sink = async {
+                if let Some(p) = sink {
+                    let msg = sink_down::Msg::Failure(failure.clone());
+                    let _ = p.tx.send(Ok(pb::SinkDown { msg: Some(msg) })).await;
+                }
+            };
+            tokio::join!(to_source, to_sink);
         });
     }
 
@@ -551,5 +594,66 @@ impl RelayHub {
             c.data = data.into();
             tracing::warn!(key = %c.key, offset = c.offset, "fault injected: chunk corrupted in the relay");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn hub(dir: &std::path::Path) -> RelayHub {
+        let store = Store::open(dir).expect("a store in a temporary directory");
+        RelayHub::new(store, Background::new())
+    }
+
+    fn failure_of_source(m: Option<Result<pb::SourceDown, Status>>) -> Option<String> {
+        match m?.ok()?.msg? {
+            source_down::Msg::Failure(f) => Some(f.message),
+            _ => None,
+        }
+    }
+
+    /// The side that failed may still look connected when its command's
+    /// failure arrives (its stream's end not yet seen): the source must be
+    /// told all the same, not only that stale stream.
+    #[tokio::test]
+    async fn an_abort_reaches_the_source_while_the_failed_sink_still_looks_connected() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let hub = hub(dir.path());
+        let job = hub.job("t");
+        let (_, mut source) = hub.connect_source(&job, "t");
+        // Kept open and never read, as a stream whose agent has left.
+        let (_, _sink) = hub.connect_sink(&job);
+        hub.abort("t", "the other side failed: refused".into());
+        let told = tokio::time::timeout(Duration::from_secs(5), source.recv())
+            .await
+            .expect("the source is told within 5 s");
+        assert_eq!(
+            failure_of_source(told).as_deref(),
+            Some("the other side failed: refused")
+        );
+    }
+
+    /// A source that connects (or reconnects) after the transfer was ended
+    /// is told at once, not left waiting for requests that never come.
+    #[tokio::test]
+    async fn a_source_connecting_after_an_abort_is_told_at_once() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let hub = hub(dir.path());
+        hub.abort("t", "cancelled".into());
+        let job = hub.job("t");
+        let (_, mut source) = hub.connect_source(&job, "t");
+        assert_eq!(
+            failure_of_source(source.try_recv().ok()).as_deref(),
+            Some("cancelled")
+        );
+        let (_, mut sink) = hub.connect_sink(&job);
+        let told = sink.try_recv().ok().and_then(|m| m.ok()?.msg);
+        assert!(
+            matches!(told, Some(sink_down::Msg::Failure(ref f)) if f.message == "cancelled"),
+            "{told:?}"
+        );
     }
 }
