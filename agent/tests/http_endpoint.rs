@@ -19,7 +19,10 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// A loopback address free right now.
 fn free_addr() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+    Ok(SocketAddr::from((
+        [127, 0, 0, 1],
+        ferry_testkit::free_port()?,
+    )))
 }
 
 /// Status and body of `GET http://{addr}{path}`.

@@ -16,8 +16,8 @@
 //! `--keycloak-export-command` expects.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::free_port;
 use crate::kube::realstack_bin_dir;
 use crate::pg::{SUPERUSER, TempPostgres};
 
@@ -256,15 +257,7 @@ impl RealKeycloak {
 
     /// The end of the server's log, for a failing test.
     pub fn log_tail(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut f) = File::open(&self.log) {
-            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-            let _ = f.seek(SeekFrom::Start(len.saturating_sub(TAIL)));
-            let mut bytes = Vec::new();
-            let _ = f.read_to_end(&mut bytes);
-            text = String::from_utf8_lossy(&bytes).into_owned();
-        }
-        format!("--- keycloak ({}):\n{text}", self.log.display())
+        crate::log_tail("keycloak", &self.log, TAIL)
     }
 }
 
@@ -438,12 +431,6 @@ done
     drop(f);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
     Ok(path)
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// The status of a plain HTTP GET on loopback; `None` when nothing answers.

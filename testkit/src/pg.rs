@@ -11,7 +11,6 @@
 //! cluster is created and run as the `postgres` OS user (through `runuser`,
 //! else `setpriv`), with the directory handed over to that user.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +18,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+use crate::free_port;
 
 /// The OS user that runs the server when the tests run as root.
 const SERVER_OS_USER: &str = "postgres";
@@ -405,11 +406,6 @@ fn hand_over(dir: &Path, user: &str) -> anyhow::Result<()> {
             dir.display()
         )
     })
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("probing a free loopback port")?;
-    Ok(l.local_addr()?.port())
 }
 
 #[cfg(test)]

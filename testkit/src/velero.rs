@@ -17,7 +17,8 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::json;
 
-use crate::kube::process::{Process, free_port};
+use crate::free_port;
+use crate::kube::process::Process;
 use crate::kube::{RealCluster, realstack_bin_dir, realstack_binary};
 use crate::netns::Netns;
 

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::kube::process::{Process, free_port};
+use crate::free_port;
+use crate::kube::process::Process;
 use crate::kube::realstack_binary;
 
 /// How long the server may take to listen (a cold binary on 2 busy cores).

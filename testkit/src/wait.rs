@@ -53,3 +53,19 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The last `bytes` of a process's log, headed by its name and path: what
+/// a failing test shows of a process it started. Empty if the log cannot
+/// be read (the process may never have started).
+pub fn log_tail(name: &str, log: &std::path::Path, bytes: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut text = String::new();
+    if let Ok(mut f) = std::fs::File::open(log) {
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = f.seek(SeekFrom::Start(len.saturating_sub(bytes)));
+        let mut read = Vec::new();
+        let _ = f.read_to_end(&mut read);
+        text = String::from_utf8_lossy(&read).into_owned();
+    }
+    format!("--- {name} ({}):\n{text}", log.display())
+}

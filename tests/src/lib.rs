@@ -2,7 +2,6 @@
 //! on loopback, with their logs kept in files the tests can read.
 #![forbid(unsafe_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -18,6 +17,8 @@ pub mod relay_world;
 pub mod tls_probe;
 
 pub use ferry_testkit::eventually;
+pub use ferry_testkit::free_port;
+use ferry_testkit::log_tail;
 
 /// The directory holding the workspace's built binaries (target/debug).
 pub fn bin_dir() -> anyhow::Result<PathBuf> {
@@ -40,12 +41,6 @@ pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(path)
-}
-
-/// A port free right now on 127.0.0.1, so a process restarted later can
-/// listen on the same address.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// A fresh PKI in `dir`.
@@ -347,20 +342,50 @@ impl World {
             .collect())
     }
 
-    /// Waits until every cluster in `clusters` is listed connected.
+    /// Waits until every cluster in `clusters` is listed connected. If
+    /// some are not in time, the error names them with what the
+    /// coordinator last said of each, and ends with their logs' tails and
+    /// the coordinator's.
     pub async fn all_connected(&self, clusters: &[&str], timeout: Duration) -> anyhow::Result<()> {
-        eventually(
+        let missing = |states: &[(String, String)]| -> Vec<String> {
+            clusters
+                .iter()
+                .filter(|c| !states.iter().any(|(id, s)| id == *c && s == "connected"))
+                .map(|c| c.to_string())
+                .collect()
+        };
+        let waited = eventually(
             timeout,
             &format!("agents {clusters:?} connected"),
             || async {
                 let states = self.agent_states().ok()?;
-                clusters
-                    .iter()
-                    .all(|c| states.iter().any(|(id, s)| id == c && s == "connected"))
-                    .then_some(())
+                missing(&states).is_empty().then_some(())
             },
         )
-        .await
+        .await;
+        let Err(e) = waited else { return Ok(()) };
+        let states = self.agent_states().unwrap_or_default();
+        let mut report = vec![];
+        for c in missing(&states) {
+            let state = states
+                .iter()
+                .find(|(id, _)| *id == c)
+                .map_or("not listed", |(_, s)| s.as_str());
+            report.push(format!("{c} ({state})"));
+        }
+        let mut logs: Vec<String> = missing(&states)
+            .iter()
+            .map(|c| {
+                let name = format!("agent-{c}");
+                log_tail(&name, &self.path(&format!("{name}.log")), 2000)
+            })
+            .collect();
+        logs.push(log_tail("coordinator", &self.path("coordinator.log"), 3000));
+        Err(e.context(format!(
+            "not connected: {}\n{}",
+            report.join(", "),
+            logs.join("\n")
+        )))
     }
 }
 

@@ -379,9 +379,7 @@ fn a_newer_schema_is_refused_and_an_equal_one_is_reused() -> anyhow::Result<()> 
 /// A password given in the URL never shows in an error.
 #[test]
 fn a_failed_connection_names_the_database_but_not_the_password() -> anyhow::Result<()> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = ferry_testkit::free_port()?;
     let url = format!("postgres://ferry:s3cret-pw@127.0.0.1:{port}/ferry");
     let err = match Store::postgres(url.parse()?) {
         Ok(_) => anyhow::bail!("connected to nothing"),

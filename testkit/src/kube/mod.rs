@@ -117,8 +117,8 @@ impl RealCluster {
             started_in: Duration::ZERO,
         };
 
-        let etcd_port = process::free_port()?;
-        let peer_port = process::free_port()?;
+        let etcd_port = crate::free_port()?;
+        let peer_port = crate::free_port()?;
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         cluster.processes.push(Process::spawn(
@@ -138,7 +138,7 @@ impl RealCluster {
             ],
         )?);
 
-        let port = process::free_port()?;
+        let port = crate::free_port()?;
         cluster.server = format!("https://127.0.0.1:{port}");
         let path = |p: &Path| p.display().to_string();
         cluster.processes.push(Process::spawn(
@@ -178,7 +178,7 @@ impl RealCluster {
                 "--use-service-account-credentials=true".into(),
                 "--leader-elect=false".into(),
                 "--bind-address=127.0.0.1".into(),
-                format!("--secure-port={}", process::free_port()?),
+                format!("--secure-port={}", crate::free_port()?),
                 "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller".into(),
             ],
         )?);
@@ -190,7 +190,7 @@ impl RealCluster {
                 kubeconfig.clone(),
                 "--leader-elect=false".into(),
                 "--bind-address=127.0.0.1".into(),
-                format!("--secure-port={}", process::free_port()?),
+                format!("--secure-port={}", crate::free_port()?),
             ],
         )?);
         let stages = root.join("kwok-stages.yaml");
@@ -206,7 +206,7 @@ impl RealCluster {
                 format!("--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake"),
                 "--cidr=10.244.0.0/16".into(),
                 "--node-ip=10.244.255.1".into(),
-                format!("--server-address=127.0.0.1:{}", process::free_port()?),
+                format!("--server-address=127.0.0.1:{}", crate::free_port()?),
             ],
         )?);
 

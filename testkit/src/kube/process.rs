@@ -2,8 +2,6 @@
 //! on drop.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
@@ -68,15 +66,7 @@ impl Process {
 
     /// The end of its log, headed by its name.
     pub fn tail(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut f) = File::open(&self.log) {
-            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-            let _ = f.seek(SeekFrom::Start(len.saturating_sub(TAIL)));
-            let mut bytes = Vec::new();
-            let _ = f.read_to_end(&mut bytes);
-            text = String::from_utf8_lossy(&bytes).into_owned();
-        }
-        format!("--- {} ({}):\n{text}", self.name, self.log.display())
+        crate::log_tail(&self.name, &self.log, TAIL)
     }
 }
 
@@ -86,10 +76,4 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A loopback port nobody listens on right now.
-pub(crate) fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
-    Ok(listener.local_addr()?.port())
 }
