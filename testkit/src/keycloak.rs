@@ -259,15 +259,7 @@ impl RealKeycloak {
     pub fn log_tail(&self) -> String {
         crate::log_tail("keycloak", &self.log, TAIL)
     }
-}
 
-impl Drop for RealKeycloak {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-impl RealKeycloak {
     /// Stops the server (kc.sh and its java), if it runs.
     fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
@@ -292,6 +284,12 @@ impl RealKeycloak {
         kill("-KILL");
         let _ = child.kill();
         let _ = child.wait();
+    }
+}
+
+impl Drop for RealKeycloak {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -365,21 +365,16 @@ impl World {
         .await;
         let Err(e) = waited else { return Ok(()) };
         let states = self.agent_states().unwrap_or_default();
-        let mut report = vec![];
+        let (mut report, mut logs) = (vec![], vec![]);
         for c in missing(&states) {
             let state = states
                 .iter()
                 .find(|(id, _)| *id == c)
                 .map_or("not listed", |(_, s)| s.as_str());
             report.push(format!("{c} ({state})"));
+            let name = format!("agent-{c}");
+            logs.push(log_tail(&name, &self.path(&format!("{name}.log")), 2000));
         }
-        let mut logs: Vec<String> = missing(&states)
-            .iter()
-            .map(|c| {
-                let name = format!("agent-{c}");
-                log_tail(&name, &self.path(&format!("{name}.log")), 2000)
-            })
-            .collect();
         logs.push(log_tail("coordinator", &self.path("coordinator.log"), 3000));
         Err(e.context(format!(
             "not connected: {}\n{}",
